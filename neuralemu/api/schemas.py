@@ -1,0 +1,154 @@
+"""Pydantic models of the REST API: the single source of truth for validation and /docs.
+
+The scenario body itself is the engine's scenario model
+(:mod:`neuralemu.scenario`), imported, not duplicated. Everything here forbids
+unknown fields, so a typo is a 422 naming the field instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorItem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx/5xx body: FastAPI's shape; ``loc`` names the offending field."""
+    detail: list[ErrorItem]
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded"]
+    engine_alive: bool
+    engine_mode: Literal["thread", "process"]
+    state: str
+    uptime_s: float
+
+
+class VersionOut(BaseModel):
+    name: str
+    version: str
+    api: str
+
+
+# ---- scenarios -------------------------------------------------------------------------------
+class ScenarioOut(BaseModel):
+    id: str
+    name: str | None
+    state: Literal["stored", "running", "paused", "stopped"]
+    created_unix: float
+    scenario: dict
+
+
+class StateOut(BaseModel):
+    id: str
+    state: str
+    applied_slot: int | None = None
+
+
+# ---- UEs ----------------------------------------------------------------------------------
+def _check_ip(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError("not an IPv4/IPv6 address") from None
+
+
+class UePatch(Strict):
+    """PATCH /ues/{id}: any subset; all of it is applied at one slot boundary, or none of it."""
+    channel_offset_db: float | None = Field(None, ge=-60, le=60,
+                                            description="added to the UE's SINR trace, dB")
+    channel_trace: str | None = Field(None, description="name of an uploaded trace (POST /traces)")
+    priority: float | None = Field(None, gt=0, le=1000, description="scheduler priority weight")
+    queue_limit_bytes: int | None = Field(None, ge=1500, le=1 << 30,
+                                          description="per-UE holding-queue limit, bytes")
+    ip: str | None = Field(None, description="IP address mapped to this UE (live mode)")
+
+    _ip = field_validator("ip")(classmethod(lambda cls, v: _check_ip(v)))
+
+
+class UeOut(BaseModel):
+    """One UE now. Rates and averages are over the last 100 ms of emulated time."""
+    id: int
+    name: str | None = None
+    ip: str | None = None
+    priority: float = 1.0
+    channel_offset_db: float = 0.0
+    queue_limit_bytes: int | None = None
+    buffer_bytes: float = Field(0, description="bytes waiting in the UE's queue (RLC buffer)")
+    prbs_avg: float = Field(0, description="PRBs granted per slot, averaged")
+    mcs: int = Field(-1, description="MCS of the last new transmission (-1 = none yet)")
+    cqi: int = 0
+    throughput_bps: float = 0
+    delay_ms_p50: float = 0
+    delay_ms_p95: float = 0
+    bytes_delivered: int = 0
+    drops: int = 0
+    background: bool = False
+    model_config = ConfigDict(extra="allow")
+
+
+class UeAttachOut(BaseModel):
+    id: int
+    applied_slot: int | None = None
+
+
+# ---- cell, policy, background -----------------------------------------------------------------
+class CellOut(BaseModel):
+    scenario_id: str | None
+    state: str
+    slot: int
+    t_us: int
+    config: dict | None
+    prb_utilization: float
+    policy: dict | None
+    background: dict | None
+    slot_lateness_us: dict
+    decision_time_us: dict
+
+
+PolicyName = Literal["pf", "rr", "maxcqi", "learned", "replay"]
+
+
+class PolicySpec(Strict):
+    """PUT /policy: switch the scheduler while running (applied at the next slot boundary)."""
+    name: PolicyName
+    model: str | None = Field(None, description="uploaded model name (POST /models), for 'learned'")
+    trace: str | None = Field(None, description="uploaded trace name (POST /traces), for 'replay'")
+    params: dict[str, float] = Field(default_factory=dict,
+                                     description="policy parameters, e.g. pf averaging window")
+
+
+class PolicyOut(BaseModel):
+    name: str
+    applied_slot: int | None
+    applied_after_ms: float
+
+
+class BackgroundSpec(Strict):
+    """PUT /background: the reconstructed background users sharing the cell."""
+    count: int = Field(..., ge=0, le=256, description="number of background UEs")
+    load_level: float = Field(..., ge=0, le=2.0,
+                              description="offered load as a fraction of cell capacity")
+    profile: str | None = Field(None, description="background profile name (traffic_recon JSON)")
+
+
+class StoredOut(BaseModel):
+    name: str
+    kind: str
+    size_bytes: int
+    created_unix: float
+    summary: dict

@@ -1,0 +1,47 @@
+"""``neuralemu serve``: the REST API, the /stream WebSocket and the web dashboard."""
+
+from __future__ import annotations
+
+import os
+
+from neuralemu.errors import InputError
+
+
+def _serve(args) -> int:
+    import uvicorn
+
+    from neuralemu.api.app import create_app
+    from neuralemu.api.security import is_loopback_host
+
+    token = args.token or os.environ.get("NEURALEMU_API_TOKEN") or None
+    if not is_loopback_host(args.host) and not token:
+        raise InputError("serve", "binding to a non-loopback address needs a bearer token "
+                         "(--token or NEURALEMU_API_TOKEN)", field="--host")
+    if not 0 < args.port < 65536:
+        raise InputError("serve", f"port out of range: {args.port}", field="--port")
+    app = create_app(token=token, data_dir=args.data_dir, engine_mode=args.engine,
+                     pace=not args.unpaced)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
+                ws_max_size=1 << 16, timeout_graceful_shutdown=3)
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "serve", help="run the REST API and web dashboard",
+        description="Serve the REST control API (OpenAPI docs at /docs), the /stream "
+                    "WebSocket, Prometheus /metrics and the dashboard at /. Loopback by "
+                    "default; any other address requires --token.")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8600, help="TCP port (default 8600)")
+    p.add_argument("--token", default=None,
+                   help="bearer token required on every request (or NEURALEMU_API_TOKEN)")
+    p.add_argument("--data-dir", default=None,
+                   help="where uploaded models and traces are kept (default: a temp folder)")
+    p.add_argument("--engine", choices=("process", "thread"), default="process",
+                   help="run the engine in a child process (default) or a thread")
+    p.add_argument("--unpaced", action="store_true",
+                   help="offline: run slots as fast as possible instead of in real time")
+    p.add_argument("--log-level", default="warning",
+                   choices=("critical", "error", "warning", "info", "debug"))
+    p.set_defaults(func=_serve)
