@@ -12,13 +12,15 @@ Every function takes scalars or numpy arrays. See docs/nr.md.
 """
 
 from neuralemu.nr.bandwidth import MAX_PRBS_FR1, MAX_PRBS_FR2, channel_bandwidths_mhz, max_prbs
-from neuralemu.nr.cqi import (CQI_TABLE_FOR_MCS_TABLE, CQI_TABLES, cqi_code_rate,
+from neuralemu.nr.cqi import (CQI_TABLE_FOR_MCS_TABLE, CQI_TABLES, CqiTableArrays, check_cqi,
+                              cqi_code_rate, cqi_table_arrays,
                               cqi_out_of_range, cqi_qm, cqi_spectral_efficiency, cqi_to_mcs,
                               default_cqi_table)
 from neuralemu.nr.link import (BLER_SLOPE_PER_DB, SHANNON_GAP_DB, bler, cqi_sinr_threshold_db,
                                mcs_sinr_threshold_db, sinr_threshold_db, sinr_to_cqi)
-from neuralemu.nr.mcs import (MCS_TABLE_NAMES, MCS_TABLES, canonical_mcs_table, is_reserved_mcs,
-                              max_mcs, mcs_code_rate, mcs_qm, mcs_spectral_efficiency)
+from neuralemu.nr.mcs import (MCS_TABLE_NAMES, MCS_TABLES, McsTableArrays, canonical_mcs_table,
+                              check_mcs, is_reserved_mcs, max_mcs, mcs_code_rate, mcs_qm,
+                              mcs_spectral_efficiency, table_arrays)
 from neuralemu.nr.numerology import (MU_VALUES, SYMBOLS_PER_SLOT, mu_from_scs_khz, scs_khz,
                                      slot_duration_us, slots_per_frame, slots_per_subframe)
 from neuralemu.nr.tbs import (TBS_TABLE_BITS, TbsLookup, codeword_layers, n_re, n_re_per_prb,
@@ -26,7 +28,8 @@ from neuralemu.nr.tbs import (TBS_TABLE_BITS, TbsLookup, codeword_layers, n_re, 
 from neuralemu.nr.tdd import TddPattern
 
 __all__ = [
-    "BLER_SLOPE_PER_DB", "CQI_TABLES", "CQI_TABLE_FOR_MCS_TABLE", "MAX_PRBS_FR1", "MAX_PRBS_FR2",
+    "BLER_SLOPE_PER_DB", "CQI_TABLES", "CqiTableArrays", "McsTableArrays", "check_cqi",
+    "check_mcs", "cqi_table_arrays", "table_arrays", "CQI_TABLE_FOR_MCS_TABLE", "MAX_PRBS_FR1", "MAX_PRBS_FR2",
     "MCS_TABLES", "MCS_TABLE_NAMES", "MU_VALUES", "SHANNON_GAP_DB", "SYMBOLS_PER_SLOT",
     "TBS_TABLE_BITS", "TbsLookup", "TddPattern", "bler", "canonical_mcs_table",
     "channel_bandwidths_mhz", "codeword_layers", "cqi_code_rate", "cqi_out_of_range", "cqi_qm",

@@ -45,19 +45,28 @@ CQI_TABLE_FOR_MCS_TABLE: dict[str, int] = {"qam64": 1, "qam256": 2, "qam64lowse"
 MAX_CQI = 15
 
 
-class _CqiArrays:
+class CqiTableArrays:
+    """One CQI table as read-only numpy arrays indexed by CQI (0..15), built once.
+
+    Attributes (stable): ``qm``, ``r_x1024``, ``code_rate``, ``spectral_efficiency``
+    (all 0 for CQI 0, "out of range").
+    """
+
     def __init__(self, rows: tuple[tuple[int, int] | None, ...]) -> None:
         assert len(rows) == MAX_CQI + 1
         self.qm = np.array([0 if r is None else r[0] for r in rows], dtype=np.int64)
         self.r_x1024 = np.array([0 if r is None else r[1] for r in rows], dtype=np.float64)
         self.code_rate = self.r_x1024 / 1024.0
         self.spectral_efficiency = self.qm * self.code_rate
+        for arr in (self.qm, self.r_x1024, self.code_rate, self.spectral_efficiency):
+            arr.flags.writeable = False
 
 
-_ARRAYS = {t: _CqiArrays(rows) for t, rows in CQI_TABLES.items()}
+_ARRAYS = {t: CqiTableArrays(rows) for t, rows in CQI_TABLES.items()}
 
 
-def cqi_table_arrays(cqi_table: Any) -> _CqiArrays:
+def cqi_table_arrays(cqi_table: Any) -> CqiTableArrays:
+    """The precomputed arrays of CQI table 1, 2 or 3; ValueError for another table."""
     try:
         key = int(cqi_table)
     except (TypeError, ValueError):
@@ -74,6 +83,7 @@ def default_cqi_table(mcs_table: str) -> int:
 
 
 def check_cqi(cqi: Any) -> np.ndarray:
+    """``cqi`` as an int64 array in 0..15; ValueError otherwise."""
     arr = as_int_array(cqi, "CQI")
     ok = (arr >= 0) & (arr <= MAX_CQI)
     if not np.all(ok):

@@ -82,8 +82,13 @@ _ALIASES = {
 }
 
 
-class _Arrays:
-    """numpy views of one table, built once."""
+class McsTableArrays:
+    """One MCS table as read-only numpy arrays indexed by I_MCS (0..31), built once.
+
+    Attributes (stable, other packages use them): ``qm``, ``reserved`` (bool),
+    ``r_x1024`` (NaN if reserved), ``r_x2048`` (int, 0 if reserved),
+    ``code_rate`` and ``spectral_efficiency`` (NaN if reserved), ``max_mcs``.
+    """
 
     def __init__(self, rows: tuple[tuple[int, float | None], ...]) -> None:
         assert len(rows) == N_MCS_INDICES
@@ -96,9 +101,12 @@ class _Arrays:
         self.code_rate = self.r_x1024 / 1024.0
         self.spectral_efficiency = self.qm * self.code_rate
         self.max_mcs = int(np.flatnonzero(~self.reserved).max())
+        for arr in (self.qm, self.reserved, self.r_x1024, self.r_x2048, self.code_rate,
+                    self.spectral_efficiency):
+            arr.flags.writeable = False
 
 
-_ARRAYS = {name: _Arrays(rows) for name, rows in MCS_TABLES.items()}
+_ARRAYS = {name: McsTableArrays(rows) for name, rows in MCS_TABLES.items()}
 
 
 def canonical_mcs_table(mcs_table: str) -> str:
@@ -111,12 +119,12 @@ def canonical_mcs_table(mcs_table: str) -> str:
     return name
 
 
-def table_arrays(mcs_table: str) -> _Arrays:
+def table_arrays(mcs_table: str) -> McsTableArrays:
     """The precomputed numpy arrays of one table (qm, reserved, r_x1024, r_x2048, ...)."""
     return _ARRAYS[canonical_mcs_table(mcs_table)]
 
 
-def check_mcs(mcs: Any, mcs_table: str) -> tuple[np.ndarray, _Arrays]:
+def check_mcs(mcs: Any, mcs_table: str) -> tuple[np.ndarray, McsTableArrays]:
     """``mcs`` as an int64 array in 0..31 and the table's arrays; ValueError otherwise."""
     tab = table_arrays(mcs_table)
     arr = as_int_array(mcs, "MCS index")
