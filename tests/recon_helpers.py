@@ -1,0 +1,40 @@
+"""Helpers for the traffic-reconstruction tests: build canonical DCI tables by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+SLOT_US = 1000
+
+
+def grants_table(rows, slot_us: int = SLOT_US) -> pd.DataFrame:
+    """rows: dicts with rnti, slot, tbs_bits and optional direction/harq_id/ndi/rv/is_retx/valid/mcs/prb_count."""
+    out = []
+    for r in rows:
+        valid = r.get("valid", True)
+        out.append({
+            "slot": int(r["slot"]), "t_us": int(r["slot"]) * slot_us, "rnti": int(r["rnti"]),
+            "direction": r.get("direction", "dl"), "prb_start": 0,
+            "prb_count": r.get("prb_count", 10 if valid else 0), "symbols": 12, "layers": 1,
+            "mcs": r.get("mcs", 10), "mcs_table": "qam256", "tbs_bits": r.get("tbs_bits", 8000) if valid else 0,
+            "n_re": 1000, "harq_id": r.get("harq_id", 0), "ndi": r.get("ndi", 0), "rv": r.get("rv", 0),
+            "is_retx": r.get("is_retx", False), "valid": valid,
+        })
+    df = pd.DataFrame(out).sort_values("slot", kind="stable").reset_index(drop=True)
+    df.attrs["slot_us"] = float(slot_us)
+    df.attrs["mu"] = int(np.log2(1000 // slot_us))
+    return df
+
+
+def rr_user(rnti: int, slots, tbs_bits=8000, direction="dl", harq0=0, n_harq=16, mcs=10):
+    """Grants of one user with round-robin HARQ ids and toggling NDI, as the T-Mobile gNBs do."""
+    rows = []
+    ndi = {}
+    for k, s in enumerate(slots):
+        h = (harq0 + k) % n_harq
+        ndi[h] = 1 - ndi.get(h, 1)
+        tb = tbs_bits[k] if hasattr(tbs_bits, "__len__") else tbs_bits
+        rows.append({"rnti": rnti, "slot": s, "tbs_bits": tb, "harq_id": h, "ndi": ndi[h],
+                     "direction": direction, "mcs": mcs})
+    return rows
