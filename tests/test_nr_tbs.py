@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neuralemu.nr import (TBS_TABLE_BITS, TbsLookup, codeword_layers, mcs_spectral_efficiency, n_re,
-                          n_re_per_prb, tbs_bits, tbs_bits_array)
+from neuralemu.nr import (TBS_TABLE_BITS, TbsLookup, codeword_layers, dmrs_re_per_prb,
+                          mcs_spectral_efficiency, n_re, n_re_per_prb, tbs_bits, tbs_bits_array)
 
 # (n_re per layer, mcs, table, layers, expected TBS bits), each worked out by hand below.
 HAND_CASES = [
@@ -114,6 +114,17 @@ def test_n_re():
         n_re_per_prb(15)
     with pytest.raises(ValueError):
         n_re_per_prb(1, 24)
+
+
+def test_dmrs_re_per_prb():
+    assert dmrs_re_per_prb() == 12                       # 1 symbol, 2 CDM groups, type 1
+    assert dmrs_re_per_prb(2, 1) == 12 and dmrs_re_per_prb(2, 2) == 24
+    assert dmrs_re_per_prb(1, 3, dmrs_type=2) == 12
+    assert dmrs_re_per_prb(np.array([1, 2]), 2).tolist() == [12, 24]
+    with pytest.raises(ValueError, match="CDM"):
+        dmrs_re_per_prb(1, 3)
+    with pytest.raises(ValueError, match="type"):
+        dmrs_re_per_prb(1, 1, dmrs_type=3)
 
 
 def test_codeword_layers():

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neuralemu.nr import is_reserved_mcs, tbs_bits, tbs_bits_array
+from neuralemu.nr import dmrs_re_per_prb, is_reserved_mcs, n_re, tbs_bits, tbs_bits_array
 
-COLUMNS = ["frequency_length", "modulation", "mcs_index", "transport_block_size",
+COLUMNS = ["time_length", "nof_dmrs_cdm_groups", "frequency_length", "modulation", "mcs_index", "transport_block_size",
            "redundancy_version", "nof_re", "nof_layers", "mcs_table"]
 
 
@@ -97,3 +97,24 @@ def test_reserved_mcs_retransmissions_give_tbs_zero(nrscope_tables):
         assert (ours == 0).all()
         seen += len(rows)
     assert seen > 1000
+
+
+def test_tbs_from_dci_fields_alone(nrscope_tables):
+    """The TBS follows from the DCI's own fields: PRBs, symbols, CDM groups, MCS, layers.
+
+    N_RE = min(156, 12 * symbols - N_DMRS) * PRBs with N_DMRS = 2 DM-RS symbols x 6 REs
+    x CDM groups without data (type 1, 38.211 7.4.1.1.2): this reproduces NR-Scope's
+    ``nof_re`` / layers on every valid row, and hence its TBS.
+    """
+    checked = 0
+    for name, df in nrscope_tables.items():
+        valid, _, _ = _split(df)
+        rows = df[valid]
+        layers = rows["nof_layers"].to_numpy()
+        re = n_re(rows["frequency_length"].to_numpy(), rows["time_length"].to_numpy(),
+                  dmrs_re_per_prb(2, rows["nof_dmrs_cdm_groups"].to_numpy()))
+        assert (re * layers == rows["nof_re"].to_numpy()).all(), name
+        ours = tbs_bits_array(re, rows["mcs_index"].to_numpy(), "qam256", layers)
+        assert (ours == rows["transport_block_size"].to_numpy()).all(), name
+        checked += len(rows)
+    assert checked > 90_000

@@ -23,8 +23,8 @@ from neuralemu.nr.mcs import (MCS_TABLE_NAMES, MCS_TABLES, McsTableArrays, canon
                               mcs_spectral_efficiency, table_arrays)
 from neuralemu.nr.numerology import (MU_VALUES, SYMBOLS_PER_SLOT, mu_from_scs_khz, scs_khz,
                                      slot_duration_us, slots_per_frame, slots_per_subframe)
-from neuralemu.nr.tbs import (TBS_TABLE_BITS, TbsLookup, codeword_layers, n_re, n_re_per_prb,
-                              tbs_bits, tbs_bits_array)
+from neuralemu.nr.tbs import (TBS_TABLE_BITS, TbsLookup, codeword_layers, dmrs_re_per_prb, n_re,
+                              n_re_per_prb, tbs_bits, tbs_bits_array)
 from neuralemu.nr.tdd import TddPattern
 
 __all__ = [
@@ -32,7 +32,7 @@ __all__ = [
     "check_mcs", "cqi_table_arrays", "table_arrays", "CQI_TABLE_FOR_MCS_TABLE", "MAX_PRBS_FR1", "MAX_PRBS_FR2",
     "MCS_TABLES", "MCS_TABLE_NAMES", "MU_VALUES", "SHANNON_GAP_DB", "SYMBOLS_PER_SLOT",
     "TBS_TABLE_BITS", "TbsLookup", "TddPattern", "bler", "canonical_mcs_table",
-    "channel_bandwidths_mhz", "codeword_layers", "cqi_code_rate", "cqi_out_of_range", "cqi_qm",
+    "channel_bandwidths_mhz", "codeword_layers", "dmrs_re_per_prb", "cqi_code_rate", "cqi_out_of_range", "cqi_qm",
     "cqi_sinr_threshold_db", "cqi_spectral_efficiency", "cqi_to_mcs", "default_cqi_table",
     "is_reserved_mcs", "max_mcs", "max_prbs", "mcs_code_rate", "mcs_qm",
     "mcs_sinr_threshold_db", "mcs_spectral_efficiency", "mu_from_scs_khz", "n_re",

@@ -66,6 +66,34 @@ TB_SCALING: dict[int, tuple[int, int]] = {0: (1, 1), 1: (1, 2), 2: (1, 4)}
 _SCALE = 2048
 
 
+DMRS_RE_PER_CDM_GROUP = {1: 6, 2: 4}
+"""REs of one DM-RS CDM group per PRB per DM-RS symbol: 6 for type 1, 4 for type 2
+(38.211 7.4.1.1.2 Tables 7.4.1.1.2-1/-2)."""
+
+
+def dmrs_re_per_prb(dmrs_symbols: Any = 1, cdm_groups_without_data: Any = 2,
+                    dmrs_type: int = 1) -> Any:
+    """N_DMRS^PRB: DM-RS REs per PRB, counting the CDM groups without data (38.214 5.1.3.2).
+
+    ``dmrs_symbols`` is the number of DM-RS symbols in the allocation (front-loaded
+    plus dmrs-AdditionalPosition, 38.211 7.4.1.1.2), ``cdm_groups_without_data``
+    comes from the antenna-port table of the DCI (38.212 7.3.1.2.2). NR-Scope's
+    ``nof_dmrs_cdm_groups`` with 2 DM-RS symbols reproduces its ``nof_re``.
+    """
+    if dmrs_type not in DMRS_RE_PER_CDM_GROUP:
+        raise ValueError(f"DM-RS type must be 1 or 2 (38.211 7.4.1.1), got {dmrs_type!r}")
+    sym = as_int_array(dmrs_symbols, "DM-RS symbols")
+    cdm = as_int_array(cdm_groups_without_data, "CDM groups without data")
+    max_cdm = 2 if dmrs_type == 1 else 3
+    if np.any((sym < 1) | (sym > 4)):
+        raise ValueError(f"DM-RS symbols must be 1..4, got {bad_values(sym, (sym >= 1) & (sym <= 4))}")
+    if np.any((cdm < 1) | (cdm > max_cdm)):
+        raise ValueError(f"CDM groups without data must be 1..{max_cdm} for DM-RS type "
+                         f"{dmrs_type}, got {bad_values(cdm, (cdm >= 1) & (cdm <= max_cdm))}")
+    result = sym * cdm * DMRS_RE_PER_CDM_GROUP[dmrs_type]
+    return out(result, is_scalar(dmrs_symbols) and is_scalar(cdm_groups_without_data))
+
+
 def n_re_per_prb(symbols: Any, dmrs_re_per_prb: Any = 12, overhead_re_per_prb: Any = 0) -> Any:
     """N'_RE = 12 * N_symb^sh - N_DMRS^PRB - N_oh^PRB, REs per PRB (38.214 5.1.3.2 step 1).
 
