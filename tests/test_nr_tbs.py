@@ -144,6 +144,13 @@ def test_vectorised_equals_scalar_everywhere():
         assert vec.dtype == np.int64
         assert vec.tolist() == [tbs_bits(int(a), int(b), table, int(c))
                                 for a, b, c in zip(re, mcs, layers)]
+        for scaling in (1, 2):
+            vec = tbs_bits_array(re[:100], mcs[:100], table, layers[:100], tb_scaling=scaling)
+            assert vec.tolist() == [tbs_bits(a, b, table, c, tb_scaling=scaling)   # numpy ints
+                                    for a, b, c in zip(re[:100], mcs[:100], layers[:100])]
+    assert tbs_bits(468.0, 26, "qam256", 1) == 3368       # integral floats take the array path
+    with pytest.raises(ValueError, match="integer"):
+        tbs_bits(468.5, 26, "qam256", 1)
 
 
 def test_tbs_monotone_in_re_and_spectral_efficiency():
