@@ -76,3 +76,39 @@ def test_sources_only_emit_packets_inside_the_slot():
         for p in src.on_slot(View, t0):
             assert t0 <= p.t_us < t0 + 500 and p.ue == 2 and p.direction == "ul"
             assert 1 <= p.size_bytes <= 1200
+
+
+# ---- TCP-like bulk ---------------------------------------------------------------
+
+from neuralemu.workloads.tcp import TcpLikeSource, TcpParams  # noqa: E402
+
+
+@pytest.mark.parametrize("cc", ["cubic", "reno"])
+def test_tcp_fills_the_link_and_follows_a_capacity_drop(cc):
+    link = FakeBottleneck(20e6, queue_limit_bytes=150_000)
+    src = TcpLikeSource(1, params=TcpParams(cc=cc))
+    link.run(10_000, [src])
+    link.set_capacity_bps(10e6)
+    link.run(10_000, [src])
+    th = src.throughput_series(1000).set_index("t_us").bps
+    assert th.loc[3e6:9e6].mean() == pytest.approx(20e6, rel=0.05)
+    assert th.loc[13e6:19e6].mean() == pytest.approx(10e6, rel=0.05)
+    assert src.retransmissions > 0 and src.unmatched_callbacks == 0
+    cw = src.cwnd_series()
+    assert cw.cwnd_packets.diff().min() < -10            # multiplicative decreases happened
+
+
+def test_tcp_flows_share_a_link_and_finite_flows_complete():
+    link = FakeBottleneck(12e6, queue_limit_bytes=100_000)
+    a = TcpLikeSource(1, params=TcpParams())
+    b = TcpLikeSource(2, params=TcpParams(start_s=1.0))
+    link.run(20_000, [a, b])
+    ta = a.throughput_series(1000).set_index("t_us").bps.loc[10e6:19e6].mean()
+    tb = b.throughput_series(1000).set_index("t_us").bps.loc[10e6:19e6].mean()
+    assert ta + tb == pytest.approx(12e6, rel=0.05)
+    assert min(ta, tb) / max(ta, tb) > 0.5
+    link = FakeBottleneck(8e6)
+    f = TcpLikeSource(1, params=TcpParams(flow_bytes=1_000_000))
+    link.run(5_000, [f])
+    assert f.completion_us is not None and f.completion_us < 3_000_000
+    assert f.delivered_bytes == -(-1_000_000 // 1448) * 1500
