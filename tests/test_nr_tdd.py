@@ -52,6 +52,14 @@ def test_invalid_strings_name_the_string(bad):
         TddPattern.parse(bad)
 
 
+def test_direct_construction_is_validated():
+    assert TddPattern("DDDSU", 10, 2, 2) == TddPattern.parse("DDDSU")
+    with pytest.raises(ValueError, match="'DDXU'"):
+        TddPattern("DDXU")
+    with pytest.raises(ValueError, match="add"):
+        TddPattern("DDDSU", 10, 2, 1)
+
+
 def test_other_errors():
     assert TddPattern.parse("dddsu") == TddPattern.parse("DDDSU")
     with pytest.raises(ValueError, match="add up to 14"):

@@ -133,6 +133,14 @@ class TddPattern:
         return len(self.pattern)
 
     def __post_init__(self) -> None:
+        if not self.is_fdd:
+            if not isinstance(self.pattern, str) or not _LETTERS.fullmatch(self.pattern):
+                raise ValueError(f"TDD pattern {self.pattern!r} must be upper-case D, U and S; "
+                                 "use TddPattern.parse() for free-form strings")
+            if "S" in self.pattern and (self.special_dl_symbols + self.special_gap_symbols
+                                        + self.special_ul_symbols != SYMBOLS_PER_SLOT):
+                raise ValueError(f"TDD pattern {self.pattern!r}: special-slot symbols must add "
+                                 f"up to {SYMBOLS_PER_SLOT}")
         kinds = np.array(list(self.pattern))
         if self.is_fdd:
             dl = np.full(1, SYMBOLS_PER_SLOT, dtype=np.int64)
