@@ -43,8 +43,9 @@
 #define OTHER_UNCLASSIFIED_PASS 0
 #define OTHER_UNCLASSIFIED_DROP 1
 #define OTHER_NON_IP 2
-#define OTHER_MALFORMED 3
-#define OTHER_CONTROL 4   /* ARP-free control traffic that always passes: ICMPv6 ND */
+#define OTHER_MALFORMED_PASS 3
+#define OTHER_MALFORMED_DROP 4
+#define OTHER_CONTROL 5   /* IPv6 neighbour discovery: always passes */
 #define OTHER_COUNT 8
 
 struct addr_key {
@@ -83,6 +84,7 @@ static __always_inline int count_other(u32 idx, u32 len)
     return 0;
 }
 
+/* Apply the unclassified-traffic policy; every packet lands in exactly one counter. */
 static __always_inline int unclassified(struct config *cfg, u32 len)
 {
     if (cfg && cfg->unclassified_drop) {
@@ -90,6 +92,16 @@ static __always_inline int unclassified(struct config *cfg, u32 len)
         return TC_ACT_SHOT;
     }
     count_other(OTHER_UNCLASSIFIED_PASS, len);
+    return TC_ACT_OK;
+}
+
+static __always_inline int malformed(struct config *cfg, u32 len)
+{
+    if (cfg && cfg->unclassified_drop) {
+        count_other(OTHER_MALFORMED_DROP, len);
+        return TC_ACT_SHOT;
+    }
+    count_other(OTHER_MALFORMED_PASS, len);
     return TC_ACT_OK;
 }
 
@@ -102,8 +114,7 @@ static __always_inline int classify(struct __sk_buff *skb, int dir)
     struct addr_key key = {};
 
     if (bpf_skb_load_bytes(skb, 12, &proto, sizeof(proto)) < 0) {
-        count_other(OTHER_MALFORMED, skb->len);
-        return TC_ACT_OK;       /* not even an Ethernet header: not ours to judge */
+        return malformed(cfg, skb->len);   /* not even an Ethernet header */
     }
     /* Up to two VLAN tags in the packet data (802.1Q, 802.1ad). A tag that the
      * driver moved into skb->vlan_tci is already gone from the data. */
@@ -111,8 +122,7 @@ static __always_inline int classify(struct __sk_buff *skb, int dir)
     for (int i = 0; i < 2; i++) {
         if (proto == htons(ETH_P_8021Q) || proto == htons(ETH_P_8021AD)) {
             if (bpf_skb_load_bytes(skb, off + 2, &proto, sizeof(proto)) < 0) {
-                count_other(OTHER_MALFORMED, skb->len);
-                return unclassified(cfg, skb->len);
+                return malformed(cfg, skb->len);
             }
             off += 4;
         }
@@ -121,8 +131,7 @@ static __always_inline int classify(struct __sk_buff *skb, int dir)
     if (proto == htons(ETH_P_IP)) {
         struct iphdr iph;
         if (bpf_skb_load_bytes(skb, off, &iph, sizeof(iph)) < 0 || iph.version != 4 || iph.ihl < 5) {
-            count_other(OTHER_MALFORMED, skb->len);
-            return unclassified(cfg, skb->len);
+            return malformed(cfg, skb->len);
         }
         key.addr[10] = 0xff;
         key.addr[11] = 0xff;
@@ -130,8 +139,7 @@ static __always_inline int classify(struct __sk_buff *skb, int dir)
     } else if (proto == htons(ETH_P_IPV6)) {
         struct ipv6hdr ip6h;
         if (bpf_skb_load_bytes(skb, off, &ip6h, sizeof(ip6h)) < 0 || ip6h.version != 6) {
-            count_other(OTHER_MALFORMED, skb->len);
-            return unclassified(cfg, skb->len);
+            return malformed(cfg, skb->len);
         }
         /* Neighbour discovery (RFC 4861) is link control, never shaped or dropped. */
         if (ip6h.nexthdr == IPPROTO_ICMPV6) {

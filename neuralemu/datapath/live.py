@@ -1,0 +1,437 @@
+"""Live emulation: real packets held in the kernel, released as the slot engine decides.
+
+Path of a packet through the middlebox namespace::
+
+    ingress (br0 / core) -> tc classifier: skb->mark = MARK_BASE | queue (per UE, direction)
+    -> routing -> iptables FORWARD `-m mark --mark M -j NFQUEUE --queue-num q`
+    -> held in the kernel; user space gets (queue, id, length) only
+    -> engine.enqueue(ue, direction, length, t_us)      (None: drop-tail -> NF_DROP)
+    -> every slot: engine.step(); for each Delivery: NF_ACCEPT (FIFO prefix = one
+       VERDICT_BATCH message per queue), for each HARQ Drop: NF_DROP
+    -> egress to the UE (dl) or the server (ul)
+
+The engine does all the byte accounting (segmentation, HARQ, in-order
+delivery); this module only maps its decisions onto real packets. A slot ``s``
+(engine time ``[t, t + slot_us)``) is stepped as soon as the wall clock passes
+``t + slot_us`` and its deliveries are released at once (``t_delivered_us`` is
+the end of the slot), plus the optional ``base_delay_us`` of a fixed core/radio
+latency. Packets that arrived during slot ``s`` are eligible in slot ``s``
+(zero scheduling processing delay; the engine's own k1/k2/SR/HARQ delays still
+apply). When the loop wakes up late it steps every missed slot; the lateness
+of each release (wall time of the verdict minus the slot's end) is recorded.
+
+Thread model: one background thread owns the engine while the emulation runs.
+Other threads read :meth:`LiveEmulation.snapshot` (refreshed every second) or
+take :attr:`LiveEmulation.lock` around any engine call (``set_policy``,
+``set_channel_offset_db``, ...).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+import time
+from array import array
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from neuralemu.datapath import netns
+from neuralemu.datapath import testbed as tbmod
+from neuralemu.datapath.classifier import MARK_BASE, Classifier, queue_id, queue_of
+from neuralemu.datapath.nfqueue import NF_ACCEPT, NF_DROP, NfQueue, kernel_stats
+
+DIRECTIONS = ("dl", "ul")
+_ID_BITS = 32
+_ID_MASK = (1 << _ID_BITS) - 1
+
+
+@dataclass
+class QueueCounters:
+    """What the datapath saw for one (UE, direction); all byte counts are IP lengths."""
+
+    in_bytes: int = 0
+    in_packets: int = 0
+    out_bytes: int = 0
+    out_packets: int = 0
+    drop_queue_bytes: int = 0       # drop-tail at enqueue
+    drop_queue_packets: int = 0
+    drop_harq_bytes: int = 0        # HARQ failure after the last transmission
+    drop_harq_packets: int = 0
+    delay_line_bytes: int = 0       # delivered by the engine, waiting for base_delay_us
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class LiveSnapshot:
+    t_wall: float
+    slot: int
+    queues: dict                      # {(ue_id, dir): QueueCounters as dict}
+    engine_stats: dict
+    lateness_slots_p50: float = 0.0
+    lateness_slots_p99: float = 0.0
+    late_slots: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class LiveEmulation:
+    """Drive an engine from real packets in a netns testbed.
+
+    ``engine``: anything with the engine API of ``docs/engine.md`` (``enqueue``,
+    ``step``, ``slot_us``, ``t_us``, ``stats``). ``ue_ids``: engine user ids in
+    testbed order (UE ``i`` of the testbed, 1-based, is ``ue_ids[i-1]``);
+    default: the engine's users in ``stats()`` order. ``realtime``: SCHED_FIFO
+    priority for the loop thread (0: normal scheduling); it sleeps between slots,
+    so it takes little CPU, but it wakes on time on a busy host.
+    """
+
+    def __init__(self, engine, *, ue_ids: list[int] | None = None, prefix: str = "ne",
+                 testbed: tbmod.Testbed | None = None, unclassified: str = "pass",
+                 base_delay_us: int = 0, record_deliveries: bool = False,
+                 max_lateness_samples: int = 5_000_000, on_second=None,
+                 realtime: int = 10) -> None:
+        self.engine = engine
+        self.ue_ids = list(ue_ids) if ue_ids is not None else list(engine.stats().keys())
+        if not self.ue_ids:
+            raise ValueError("a live emulation needs at least one UE")
+        self.prefix = tbmod.check_prefix(prefix if testbed is None else testbed.prefix)
+        self.testbed = testbed
+        self._own_testbed = testbed is None
+        self.unclassified = unclassified
+        self.base_delay_us = int(base_delay_us)
+        self.record_deliveries = record_deliveries
+        self.on_second = on_second
+        self.realtime = int(realtime)   # SCHED_FIFO priority of the loop thread; 0 = normal
+        self.lock = threading.RLock()
+        self.counters = {(ue, d): QueueCounters() for ue in self.ue_ids for d in DIRECTIONS}
+        self.delivery_rows: list[tuple] = []
+        self.lateness_us = array("i")          # per slot stepped: wall - slot end (us)
+        self.slot_packets = array("i")         # packets released by that slot's step
+        self.wake_lateness_us = array("i")     # per wake-up for a slot boundary: wall - target
+        self._max_samples = max_lateness_samples
+        self.classifier: Classifier | None = None
+        self.nfq: NfQueue | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._rules_installed = False
+        self._snapshot: LiveSnapshot | None = None
+        self.final: dict | None = None
+        self.started = False
+
+    # -- set-up and teardown ---------------------------------------------------
+    @property
+    def queues(self) -> list[int]:
+        return [queue_id(k, d) for k in range(len(self.ue_ids)) for d in DIRECTIONS]
+
+    def start(self) -> "LiveEmulation":
+        """Build (or reuse) the testbed, load and attach the classifier, bind the queues, run."""
+        try:
+            if self.testbed is None:
+                self.testbed = tbmod.up(len(self.ue_ids), self.prefix)
+            tb = self.testbed
+            if not tb.real_nics and tb.n_ues < len(self.ue_ids):
+                raise ValueError(f"testbed {tb.prefix} has {tb.n_ues} UEs, the engine {len(self.ue_ids)}")
+            self._remove_rules()                       # leftovers of a killed run
+            self.nfq = NfQueue(tb.ns_mb, self.queues)  # bind before any rule queues to it
+            self._install_rules()
+            self.classifier = Classifier(self.prefix, unclassified=self.unclassified)
+            for k, ue in enumerate(self.ue_ids):
+                if not tb.real_nics:
+                    self.classifier.set_ue(tb.ue_ipv4(k + 1), ue, k)
+                    self.classifier.set_ue(tb.ue_ipv6(k + 1), ue, k)
+            self.classifier.attach(tb.ns_mb, tb.ul_ifaces, tb.dl_ifaces)
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name=f"live-{self.prefix}", daemon=True)
+            self.started = True
+            self._thread.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def set_ue_address(self, address: str, ue_id: int) -> None:
+        """Classify another address (e.g. a real UE behind a NIC) to engine user ``ue_id``."""
+        self.classifier.set_ue(address, ue_id, self.ue_ids.index(ue_id))
+
+    def _rule_lines(self, action: str) -> list[str]:
+        lines = []
+        for q in self.queues:
+            lines.append(f"{action} FORWARD -m mark --mark {MARK_BASE | q:#x}/0xffffffff "
+                         f"-m comment --comment {tbmod.TAG}{self.prefix} -j NFQUEUE --queue-num {q}")
+        return lines
+
+    def _install_rules(self) -> None:
+        ns = self.testbed.ns_mb
+        for v6 in (False, True):
+            text = "*filter\n" + "\n".join(self._rule_lines("-A")) + "\nCOMMIT\n"
+            netns.run([netns.iptables_bin(v6) + "-restore", "--noflush"], ns=ns, input=text)
+        self._rules_installed = True
+
+    def _remove_rules(self) -> None:
+        tb = self.testbed
+        if tb is None or not netns.exists(tb.ns_mb):
+            return
+        for v6 in (False, True):
+            b = netns.iptables_bin(v6)
+            save = netns.run([b + "-save", "-t", "filter"], ns=tb.ns_mb, check=False).stdout
+            dels = [ln.replace("-A ", "-D ", 1) for ln in save.splitlines()
+                    if ln.startswith("-A ") and tbmod.TAG in ln]
+            if dels:
+                text = "*filter\n" + "\n".join(dels) + "\nCOMMIT\n"
+                netns.run([b + "-restore", "--noflush"], ns=tb.ns_mb, input=text, check=False)
+        self._rules_installed = False
+
+    def stop(self) -> dict | None:
+        """Stop the loop, take the final counts, remove every rule/filter/program (and the
+        testbed if this emulation created it). Safe to call twice and from a signal path."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+        self._thread = None
+        try:
+            if self.started and self.final is None:
+                self.final = self.conservation()
+        finally:
+            if self.classifier is not None:
+                try:
+                    self.classifier.close()
+                except Exception:
+                    pass
+                self.classifier = None
+            if self.nfq is not None:
+                self.nfq.close()
+                self.nfq = None
+            try:
+                self._remove_rules()
+            finally:
+                if self._own_testbed and self.testbed is not None:
+                    tbmod.down(self.testbed.prefix)
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise RuntimeError(f"live loop failed: {err!r}") from err
+        return self.final
+
+    def __enter__(self) -> "LiveEmulation":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- the loop ----------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            if self.realtime:
+                try:   # this thread only (pid 0 = the calling thread on Linux)
+                    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.realtime))
+                except (OSError, AttributeError):
+                    self.realtime = 0
+            self._loop()
+        except BaseException as exc:     # surfaced by stop()
+            self._error = exc
+
+    def _loop(self) -> None:
+        eng, nfq, ue_ids = self.engine, self.nfq, self.ue_ids
+        counters = self.counters
+        qkeys = {q: (ue_ids[queue_of(q)[0]], queue_of(q)[1]) for q in self.queues}
+        qcount = {q: counters[qkeys[q]] for q in self.queues}
+        slot_us = int(eng.slot_us)
+        base_delay = self.base_delay_us
+        record = self.record_deliveries
+        rows = self.delivery_rows
+        lat, spk, wake = self.lateness_us, self.slot_packets, self.wake_lateness_us
+        max_samples = self._max_samples
+        delay_line: deque = deque()   # (release_t_us, queue, nfq_id, size) after base delay
+        received: list = []
+        singles: list = []
+        batch_max: dict = {}
+        mono = time.monotonic_ns
+        with self.lock:
+            t_origin = int(eng.t_us)
+        wall0 = mono()
+        next_report = wall0 + 1_000_000_000
+        fd = nfq.fileno()
+        sel = select.select
+        stop = self._stop
+        while not stop.is_set():
+            with self.lock:
+                now_us = t_origin + (mono() - wall0) // 1000
+                # 1. arrivals: everything the kernel queued since the last turn
+                received.clear()
+                nfq.receive(received)
+                enqueue = eng.enqueue
+                for q, pid, length, _mark in received:
+                    c = qcount[q]
+                    ue, d = qkeys[q]
+                    c.in_bytes += length
+                    c.in_packets += 1
+                    if enqueue(ue, d, length, now_us, packet_id=(q << _ID_BITS) | pid) is None:
+                        c.drop_queue_bytes += length
+                        c.drop_queue_packets += 1
+                        singles.append((q, pid, NF_DROP))
+                        if record:
+                            rows.append(((q << _ID_BITS) | pid, ue, d, length, now_us, None, 1))
+                # 2. every slot whose end has passed
+                while int(eng.t_us) + slot_us <= now_us:
+                    slot_end = int(eng.t_us) + slot_us
+                    res = eng.step()
+                    n_rel = 0
+                    for dr in res.dropped:
+                        if dr.reason == "queue":
+                            continue              # already answered at enqueue
+                        q, pid = dr.packet_id >> _ID_BITS, dr.packet_id & _ID_MASK
+                        c = qcount[q]
+                        c.drop_harq_bytes += dr.size_bytes
+                        c.drop_harq_packets += 1
+                        singles.append((q, pid, NF_DROP))
+                        if record:
+                            rows.append((dr.packet_id, dr.ue_id, dr.direction, dr.size_bytes,
+                                         dr.t_arrival_us, None, 1))
+                    for dv in res.delivered:
+                        q, pid = dv.packet_id >> _ID_BITS, dv.packet_id & _ID_MASK
+                        if record:
+                            rows.append((dv.packet_id, dv.ue_id, dv.direction, dv.size_bytes,
+                                         dv.t_arrival_us, dv.t_delivered_us + base_delay, 0))
+                        if base_delay:
+                            delay_line.append((dv.t_delivered_us + base_delay, q, pid, dv.size_bytes))
+                            qcount[q].delay_line_bytes += dv.size_bytes
+                        else:
+                            c = qcount[q]
+                            c.out_bytes += dv.size_bytes
+                            c.out_packets += 1
+                            if pid > batch_max.get(q, 0):
+                                batch_max[q] = pid
+                            n_rel += 1
+                    if len(lat) < max_samples:
+                        lat.append(now_us - slot_end)
+                        spk.append(n_rel)
+                # 3. the base-delay line
+                while delay_line and delay_line[0][0] <= now_us:
+                    _, q, pid, size = delay_line.popleft()
+                    c = qcount[q]
+                    c.delay_line_bytes -= size
+                    c.out_bytes += size
+                    c.out_packets += 1
+                    if pid > batch_max.get(q, 0):
+                        batch_max[q] = pid
+                # 4. verdicts: drops first, then one batch accept per queue
+                if singles or batch_max:
+                    nfq.send_verdicts([(q, m, NF_ACCEPT) for q, m in batch_max.items()], singles)
+                    singles.clear()
+                    batch_max.clear()
+                next_t = int(eng.t_us) + slot_us
+                if delay_line and delay_line[0][0] < next_t:
+                    next_t = delay_line[0][0]
+            now_ns = mono()
+            if now_ns >= next_report:
+                next_report += 1_000_000_000
+                self._publish()
+            # 5. sleep until the next slot end, or until packets arrive
+            wait_us = next_t - (t_origin + (now_ns - wall0) // 1000)
+            if wait_us > 0:
+                r, _, _ = sel([fd], [], [], wait_us / 1e6)
+                if not r and len(wake) < max_samples:
+                    wake.append(int(t_origin + (mono() - wall0) // 1000 - next_t))
+        self._publish()
+
+    # -- reporting -----------------------------------------------------------------
+    def _publish(self) -> None:
+        with self.lock:
+            stats = self.engine.stats()
+            queues = {k: c.as_dict() for k, c in self.counters.items()}
+            slot = int(self.engine.slot)
+        n = len(self.lateness_us)
+        recent = self.lateness_us[max(0, n - 4000):n]     # the last ~second of slots
+        slot_us = int(self.engine.slot_us)
+        late = sorted(recent)
+        p50 = late[len(late) // 2] / slot_us if late else 0.0
+        p99 = late[int(len(late) * 0.99)] / slot_us if late else 0.0
+        snap = LiveSnapshot(t_wall=time.time(), slot=slot, queues=queues, engine_stats=stats,
+                            lateness_slots_p50=p50, lateness_slots_p99=p99,
+                            late_slots=sum(1 for v in recent if v > slot_us))
+        self._snapshot = snap
+        if self.on_second is not None:
+            try:
+                self.on_second(snap)
+            except Exception:
+                pass
+
+    def snapshot(self) -> LiveSnapshot | None:
+        """The latest per-second snapshot (thread-safe to read)."""
+        return self._snapshot
+
+    def wait(self, seconds: float) -> None:
+        """Sleep ``seconds`` (or until the loop fails); re-raises a loop failure."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self._thread is not None and not self._thread.is_alive():
+                break
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        if self._error is not None:
+            self.stop()
+
+    def conservation(self) -> dict:
+        """Per (ue, direction): bytes in = out + drops + queued, from the datapath's counts,
+        next to the engine's own counts and the kernel's (classifier, NFQUEUE)."""
+        with self.lock:
+            stats = self.engine.stats()
+            out = {}
+            arrivals = self.classifier.arrivals() if self.classifier is not None else {}
+            kstats = {}
+            if self.testbed is not None and netns.exists(self.testbed.ns_mb):
+                kstats = kernel_stats(self.testbed.ns_mb)
+            for k, ue in enumerate(self.ue_ids):
+                for d in DIRECTIONS:
+                    c = self.counters[(ue, d)]
+                    q = queue_id(k, d)
+                    es = stats.get(ue, {}).get(d, {})
+                    queued = int(es.get("queue_bytes", 0)) + c.delay_line_bytes
+                    drops = c.drop_queue_bytes + c.drop_harq_bytes
+                    ks = kstats.get(q, {})
+                    out[f"{ue}/{d}"] = {
+                        "in_bytes": c.in_bytes, "out_bytes": c.out_bytes,
+                        "drop_bytes": drops, "queued_bytes": queued,
+                        "balance_bytes": c.in_bytes - c.out_bytes - drops - queued,
+                        "engine_bytes_in": int(es.get("bytes_in", 0)),
+                        "engine_bytes_out": int(es.get("bytes_out", 0)),
+                        "engine_dropped_bytes": int(es.get("dropped_bytes", 0)),
+                        "classified_bytes": arrivals.get(q, (0, 0))[0],
+                        "classified_packets": arrivals.get(q, (0, 0))[1],
+                        "in_packets": c.in_packets,
+                        "kernel_queue_dropped": ks.get("queue_dropped", 0),
+                        "kernel_user_dropped": ks.get("user_dropped", 0),
+                    }
+            if self.classifier is not None:
+                out["unclassified"] = {k: {"bytes": b, "packets": p}
+                                       for k, (b, p) in self.classifier.other().items()}
+        return out
+
+    def delivery_log_rows(self) -> list[tuple]:
+        """Rows ``packet_id,ue,direction,size_bytes,t_arrival_us,t_delivered_us,dropped``."""
+        return list(self.delivery_rows)
+
+    def write_delivery_log(self, path) -> None:
+        import csv
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["packet_id", "ue", "direction", "size_bytes", "t_arrival_us",
+                        "t_delivered_us", "dropped"])
+            for r in self.delivery_rows:
+                w.writerow([r[0], r[1], r[2], r[3], r[4], "" if r[5] is None else r[5], r[6]])
+
+
+def lateness_percentiles(lateness_us, packets, slot_us: int, pcts=(50, 99, 99.9),
+                         per_packet: bool = True) -> tuple:
+    """Percentiles of release lateness in slots; per packet (each slot's lateness weighted by
+    the packets it released) or per slot."""
+    lat = np.frombuffer(lateness_us, dtype=np.int32) if len(lateness_us) else np.zeros(0)
+    if per_packet:
+        w = np.frombuffer(packets, dtype=np.int32) if len(packets) else np.zeros(0)
+        lat = np.repeat(lat, w[:len(lat)]) if len(w) else lat[:0]
+    if lat.size == 0:
+        return tuple(0.0 for _ in pcts)
+    return tuple(float(v) / slot_us for v in np.percentile(lat, pcts))
