@@ -51,7 +51,9 @@ def valid_bundle_bytes() -> bytes:
     cell = CellConfig(slot_us=500.0, period_slots=5, directions=["dl"], prbs_total={"dl": 273},
                       mcs_table={"dl": "qam256"}, layers={"dl": 2}, max_ues={"dl": 8},
                       slot_types={"dl": {str(i): "D" for i in range(5)}},
-                      symbols={"dl": {str(i): 12 for i in range(5)}})
+                      symbols={"dl": {str(i): 12 for i in range(5)}},
+                      **({"re_per_prb": {"dl": {"12": 132}}}
+                         if "re_per_prb" in CellConfig.__dataclass_fields__ else {}))
     nu, nc = F.N_USER_FEATURES, F.N_CELL_FEATURES
     bundle = B.Bundle(model=cfg.to_json(), weights=weights, cell=cell,
                       user_mean=np.zeros(nu), user_std=np.ones(nu),

@@ -5,7 +5,6 @@ the engine host (:mod:`neuralemu.api.runner`) and await its reply, or read the
 latest snapshot the host published. See docs/api.md.
 """
 
-from __future__ import annotations
 
 import asyncio
 import json
@@ -75,28 +74,31 @@ class ScenarioStore:
 
 
 def create_app(*, token: str | None = None, runner: EngineRunner | None = None,
-               data_dir=None, engine_mode: str = "process", pace: bool = True) -> FastAPI:
-    """Build the app; it starts its engine host on startup and stops it on shutdown."""
+               data_dir=None, engine_mode: str = "process", pace: bool = True,
+               scenario_schema=None, ue_schema=None) -> FastAPI:
+    """Build the app; it starts its engine host on startup and stops it on shutdown.
+
+    ``runner`` (an :class:`EngineRunner`, started and stopped with the app
+    when given) and ``scenario_schema``/``ue_schema`` default to the real
+    engine and scenario models; tests may pass others.
+    """
     import contextlib
     import tempfile
     from pathlib import Path
 
-    owns_runner = runner is None
     if runner is None:
         runner = EngineRunner(mode=engine_mode, pace=pace)
     store = UploadStore(Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="neuralemu-api-")))
     scenarios = ScenarioStore()
-    Scenario = scenario_model()
-    UeSpec = ue_model()
+    Scenario = scenario_schema or scenario_model()
+    UeSpec = ue_schema or ue_model()
     started_at = time.monotonic()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        if owns_runner:
-            await asyncio.to_thread(runner.start)
+        await asyncio.to_thread(runner.start)
         yield
-        if owns_runner:
-            await asyncio.to_thread(runner.close)
+        await asyncio.to_thread(runner.close)
 
     app = FastAPI(title="NeuralEmu", version=__version__, lifespan=lifespan,
                   description="REST control of a NeuralEmu cell emulation. "

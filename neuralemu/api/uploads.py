@@ -150,11 +150,16 @@ def _project_bundle_validator():
 
 
 def _project_trace_reader(kind: str):
-    try:
-        from neuralemu import telemetry
-    except ImportError:
-        return None
-    return getattr(telemetry, f"read_{kind}", None)
+    """``read_nrscope`` / ``read_mahimahi`` from the telemetry package (None until they exist)."""
+    import importlib
+    for module in ("neuralemu.telemetry", f"neuralemu.telemetry.{kind}"):
+        try:
+            fn = getattr(importlib.import_module(module), f"read_{kind}", None)
+        except ImportError:
+            continue
+        if callable(fn):
+            return fn
+    return None
 
 
 @dataclass
@@ -257,7 +262,8 @@ class UploadStore:
             table = reader(path)
         except InputError as exc:
             # re-label the temp path with the upload's name; keep line and field
-            raise InputError(f"{name}", exc.message, line=exc.line, field=exc.field or "file") from None
+            column = f" (column {exc.field!r})" if exc.field else ""
+            raise InputError(f"{name}", exc.message + column, line=exc.line, field="file") from None
         except (ValueError, UnicodeDecodeError, OSError) as exc:
             raise InputError(f"{name}", f"unreadable {kind} trace: {exc}", field="file") from None
         return _table_summary(table)
