@@ -1,0 +1,424 @@
+"""Per-slot training samples from a canonical DCI table and a UE-side log.
+
+One sample = one slot of one direction that the cell can schedule, over the set
+of users attached in that direction (1..64, padded + masked). For every user
+it holds the model's input row (:func:`features.user_features`) and the
+targets read from the DCIs of that slot:
+
+* ``sched``: the user got a new transmission (retransmissions are the
+  engine's business, 38.214 5.1 / 6.1, and are not a policy decision);
+* ``prbs``: PRBs of that new transmission; ``prbs_available`` of the sample is
+  the carrier minus the PRBs already taken by retransmissions and by users
+  missing from the UE log, exactly what ``SlotContext.prbs_available`` means;
+* ``mcs``: its MCS index (-1 when not scheduled);
+* ``retx``: the user got a retransmission in this slot (diagnostic).
+
+History features come from :class:`features.HistoryTracker`, fed slot by slot
+with the telemetry's new transmissions, the same way the learned policy feeds
+it through ``observe`` at inference.
+
+Alignment: a slot's buffer / CQI / SINR are the user's last UE-log row with
+``t_us <= slot start``; the slot start is ``slot * slot_us`` on the DCI table's
+time base (the UE-side log must share it, as ``synth`` writes it).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from neuralemu.errors import InputError
+from neuralemu.scheduler_model import features as F
+from neuralemu.scheduler_model import mcs_info
+
+DIRECTIONS = ("dl", "ul")
+
+
+@dataclass
+class CellConfig:
+    """What the model assumes about the cell; inferred from telemetry, stored in the bundle."""
+
+    slot_us: float
+    period_slots: int                          # TDD pattern period used to find slot types
+    directions: list[str]
+    prbs_total: dict[str, int]
+    mcs_table: dict[str, str]
+    layers: dict[str, int]                     # most common layer count of new transmissions
+    max_ues: dict[str, int]                    # most users given a new transmission in one slot
+    slot_types: dict[str, dict[str, str]]      # direction -> {slot position: "D"|"U"|"S"}
+    symbols: dict[str, dict[str, int]]         # direction -> {slot position: PDSCH/PUSCH symbols}
+    re_per_prb: dict[str, dict[str, int]]      # direction -> {symbols: N_RE per PRB} (38.214 5.1.3.2)
+    use_sinr: bool = False
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict, source: str = "cell config") -> "CellConfig":
+        names = {f for f in cls.__dataclass_fields__}
+        if not isinstance(d, dict) or set(d) != names:
+            got = sorted(d) if isinstance(d, dict) else type(d).__name__
+            raise InputError(source, f"cell config must have exactly the keys {sorted(names)}, "
+                             f"got {got}", field="cell")
+        try:
+            cfg = cls(slot_us=float(d["slot_us"]), period_slots=int(d["period_slots"]),
+                      directions=[str(x) for x in d["directions"]],
+                      prbs_total={str(k): int(v) for k, v in d["prbs_total"].items()},
+                      mcs_table={str(k): mcs_info.canonical(v) for k, v in d["mcs_table"].items()},
+                      layers={str(k): int(v) for k, v in d["layers"].items()},
+                      max_ues={str(k): int(v) for k, v in d["max_ues"].items()},
+                      slot_types={str(k): {str(p): str(t) for p, t in v.items()}
+                                  for k, v in d["slot_types"].items()},
+                      symbols={str(k): {str(p): int(s) for p, s in v.items()}
+                               for k, v in d["symbols"].items()},
+                      re_per_prb={str(k): {str(p): int(s) for p, s in v.items()}
+                                  for k, v in d["re_per_prb"].items()},
+                      use_sinr=bool(d["use_sinr"]))
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise InputError(source, f"malformed cell config: {exc}", field="cell") from None
+        for direction in cfg.directions:
+            if direction not in DIRECTIONS or direction not in cfg.prbs_total \
+                    or direction not in cfg.mcs_table:
+                raise InputError(source, f"cell config: bad direction {direction!r}", field="cell")
+            if not cfg.slot_types.get(direction) or set(cfg.slot_types[direction].values()) - \
+                    set(F.SLOT_TYPES) or set(cfg.symbols.get(direction, {})) != \
+                    set(cfg.slot_types[direction]):
+                raise InputError(source, f"cell config: bad slot types for {direction!r}",
+                                 field="cell")
+        return cfg
+
+
+@dataclass
+class SlotDataset:
+    """Padded per-slot samples. S samples, N = most users in one sample, F features."""
+
+    user_x: np.ndarray          # float32 [S, N, F]
+    cell_x: np.ndarray          # float32 [S, C]
+    mask: np.ndarray            # bool    [S, N] real user
+    sched: np.ndarray           # float32 [S, N] 1 = new transmission
+    prbs: np.ndarray            # float32 [S, N] PRBs of the new transmission
+    mcs: np.ndarray             # int64   [S, N] MCS of the new transmission, -1 = none
+    retx: np.ndarray            # bool    [S, N] retransmission in this slot
+    tbs_bits: np.ndarray        # float64 [S, N] logged TBS of the new transmission
+    ue_id: np.ndarray           # int64   [S, N] RNTI, -1 = padding
+    prbs_available: np.ndarray  # float32 [S]
+    prbs_total: np.ndarray      # int64   [S]
+    symbols: np.ndarray         # int64   [S]
+    layers: np.ndarray          # int64   [S, N] layers of the new transmission (cell default if none)
+    mcs_top: np.ndarray         # int64   [S] highest valid MCS of the sample's table
+    buffer_bytes: np.ndarray    # float64 [S, N] raw inputs, for the analytical baselines
+    cqi: np.ndarray             # float64 [S, N]
+    avg_bps: np.ndarray         # float64 [S, N, len(AVG_TAUS_MS)] averaged granted raw throughput
+    since_grant: np.ndarray     # float64 [S, N] slots since the last new transmission
+    slot: np.ndarray            # int64   [S]
+    t_us: np.ndarray            # float64 [S]
+    is_ul: np.ndarray           # bool    [S]
+    group: np.ndarray           # int64   [S] which (DCI, UE log) pair the sample came from
+    info: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.user_x.shape[0])
+
+    def subset(self, idx: np.ndarray) -> "SlotDataset":
+        kw = {k: getattr(self, k)[idx] for k in self.__dataclass_fields__ if k != "info"}
+        return SlotDataset(**kw, info=dict(self.info))
+
+    def split_by_time(self, val_frac: float) -> tuple["SlotDataset", "SlotDataset"]:
+        """The last ``val_frac`` of every group's time span is validation."""
+        val = np.zeros(len(self), dtype=bool)
+        if val_frac > 0:
+            for g in np.unique(self.group):
+                sel = self.group == g
+                cut = np.quantile(self.t_us[sel], 1.0 - val_frac)
+                val |= sel & (self.t_us > cut)
+        return self.subset(np.flatnonzero(~val)), self.subset(np.flatnonzero(val))
+
+    @staticmethod
+    def concat(parts: list["SlotDataset"]) -> "SlotDataset":
+        n = max(p.user_x.shape[1] for p in parts)
+        per_user = {"user_x", "mask", "sched", "prbs", "mcs", "retx", "tbs_bits", "ue_id", "layers",
+                    "buffer_bytes", "cqi", "avg_bps", "since_grant"}
+
+        def pad(key, a, fill):
+            if key not in per_user or a.shape[1] == n:
+                return a
+            width = [(0, 0), (0, n - a.shape[1])] + [(0, 0)] * (a.ndim - 2)
+            return np.pad(a, width, constant_values=fill)
+        fills = {"mcs": -1, "ue_id": -1, "layers": 1, "since_grant": 1e9}
+        kw = {}
+        for k in SlotDataset.__dataclass_fields__:
+            if k == "info":
+                continue
+            arrays = [pad(k, getattr(p, k), fills.get(k, 0)) for p in parts]
+            if k == "group":
+                arrays = [a + i for i, a in enumerate(arrays)]
+            kw[k] = np.concatenate(arrays)
+        return SlotDataset(**kw, info={"parts": [p.info for p in parts]})
+
+
+def _mode(values) -> int:
+    return int(Counter(int(v) for v in values).most_common(1)[0][0])
+
+
+def _check_columns(df: pd.DataFrame, needed: tuple[str, ...], source: str) -> None:
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise InputError(source, f"missing columns {missing}; is this the right kind of table?")
+
+
+DCI_COLUMNS = ("slot", "t_us", "rnti", "direction", "prb_start", "prb_count", "symbols",
+               "layers", "mcs", "mcs_table", "tbs_bits", "harq_id", "is_retx", "valid")
+UE_LOG_COLUMNS = ("t_us", "ue", "direction", "buffer_bytes", "cqi")
+
+
+def slot_us_of(dci: pd.DataFrame, source: str = "DCI table") -> float:
+    slot_us = dci.attrs.get("slot_us")
+    if slot_us is None and "mu" in dci.attrs:
+        slot_us = 1000.0 / (2 ** int(dci.attrs["mu"]))
+    if slot_us is None:
+        raise InputError(source, "the DCI table has no slot_us/mu attribute (read it with "
+                         "neuralemu.telemetry.read_nrscope)")
+    return float(slot_us)
+
+
+def infer_cell(dci: pd.DataFrame, ue_log: pd.DataFrame, *, prbs_total: int | None = None,
+               source: str = "DCI table") -> CellConfig:
+    """Carrier PRBs, MCS table, layers, user limit and TDD slot types, as seen in the telemetry."""
+    _check_columns(dci, DCI_COLUMNS, source)
+    slot_us = slot_us_of(dci, source)
+    valid = dci[dci["valid"].astype(bool)]
+    if valid.empty:
+        raise InputError(source, "no valid DCI rows to learn from")
+    period = max(1, int(round(10_000.0 / slot_us)))     # one 10 ms frame (38.211 4.3.1)
+    directions = [d for d in DIRECTIONS if (valid["direction"] == d).any()]
+    positions = {d: set((valid.loc[valid["direction"] == d, "slot"] % period).astype(int))
+                 for d in directions}
+    both = set.intersection(*positions.values()) if len(directions) == 2 else set()
+    fdd = len(directions) == 2 and len(both) >= 0.5 * period
+    cfg = CellConfig(slot_us=slot_us, period_slots=period, directions=directions,
+                     prbs_total={}, mcs_table={}, layers={}, max_ues={}, slot_types={},
+                     symbols={}, re_per_prb={}, use_sinr="sinr_db" in ue_log.columns)
+    for d in directions:
+        rows = valid[valid["direction"] == d]
+        new = rows[~rows["is_retx"].astype(bool)]
+        extent = int((rows["prb_start"] + rows["prb_count"]).max())
+        cfg.prbs_total[d] = int(prbs_total) if prbs_total else extent
+        cfg.mcs_table[d] = mcs_info.canonical(str(rows["mcs_table"].mode().iloc[0]))
+        cfg.layers[d] = _mode(new["layers"]) if len(new) else 1
+        cfg.max_ues[d] = int(new.groupby("slot")["rnti"].nunique().max()) if len(new) else 1
+        sized = new[new["prb_count"] > 0]
+        cfg.re_per_prb[d] = {str(int(sym)): _mode(g["n_re"] // g["prb_count"])
+                             for sym, g in sized.groupby("symbols")} if "n_re" in new else {}
+        pos = (rows["slot"] % period).astype(int)
+        max_sym = int(rows["symbols"].max())
+        cfg.symbols[d] = {}
+        cfg.slot_types[d] = {}
+        for p, grp in rows.groupby(pos):
+            sym = _mode(grp["symbols"])
+            cfg.symbols[d][str(int(p))] = sym
+            normal = "D" if d == "dl" else "U"
+            special = (not fdd) and (int(p) in both or sym < max_sym)
+            cfg.slot_types[d][str(int(p))] = "S" if special else normal
+    return cfg
+
+
+def _pending_retx(rows: pd.DataFrame, col_of: dict[int, int], slot0: int, n_slots: int,
+                  n_ues: int) -> np.ndarray:
+    """[n_slots, n_ues] HARQ processes waiting for a retransmission (between the failed
+    transmission and its retransmission, both excluded)."""
+    pend = np.zeros((n_slots + 1, n_ues), dtype=np.int64)
+    r = rows.sort_values(["rnti", "harq_id", "slot"])
+    prev_slot = r.groupby(["rnti", "harq_id"])["slot"].shift(1)
+    ok = r["is_retx"].astype(bool) & prev_slot.notna()
+    for ue, s0, s1 in zip(r.loc[ok, "rnti"], prev_slot[ok], r.loc[ok, "slot"]):
+        j = col_of.get(int(ue))
+        a, b = int(s0) + 1 - slot0, int(s1) - slot0
+        if j is None or b <= a:
+            continue
+        pend[max(a, 0), j] += 1
+        pend[max(b, 0), j] -= 1
+    return np.cumsum(pend, axis=0)[:n_slots]
+
+
+def build_dataset(dci: pd.DataFrame, ue_log: pd.DataFrame, cell: CellConfig, *,
+                  source: str = "telemetry", progress_desc: str | None = None) -> SlotDataset:
+    """All schedulable slots of every direction in ``cell.directions``, in time order."""
+    _check_columns(dci, DCI_COLUMNS, source)
+    _check_columns(ue_log, UE_LOG_COLUMNS, source)
+    slot_us = slot_us_of(dci, source)
+    if abs(slot_us - cell.slot_us) > 1e-6:
+        raise InputError(source, f"slot duration {slot_us} us differs from the model's "
+                         f"{cell.slot_us} us (another numerology)")
+    valid = dci[dci["valid"].astype(bool)]
+    if valid.empty:
+        raise InputError(source, "no valid DCI rows")
+    slot0 = int(valid["slot"].min())
+    slot1 = int(valid["slot"].max())
+    t_off = float(np.median(valid["t_us"].to_numpy(np.float64)
+                            - valid["slot"].to_numpy(np.float64) * slot_us))
+    parts = []
+    for d in cell.directions:
+        part = _build_direction(valid[valid["direction"] == d], ue_log[ue_log["direction"] == d],
+                                cell, d, slot0, slot1, t_off, source)
+        if part is not None:
+            parts.append(part)
+    if not parts:
+        raise InputError(source, "no slot has both DCIs and UE-log users; do the DCI table and "
+                         "the UE-side log cover the same time span and RNTIs?")
+    out = parts[0] if len(parts) == 1 else SlotDataset.concat(parts)
+    out.group[:] = 0
+    order = np.lexsort((out.is_ul, out.slot))
+    out = out.subset(order)
+    out.info = {"source": source, "samples": len(out)}
+    return out
+
+
+def _build_direction(rows: pd.DataFrame, log: pd.DataFrame, cell: CellConfig, d: str,
+                     slot0: int, slot1: int, t_off: float, source: str) -> SlotDataset | None:
+    if log.empty:
+        return None
+    slot_us = cell.slot_us
+    period = cell.period_slots
+    table = cell.mcs_table[d]
+    top = mcs_info.top_mcs(table)
+    prbs_total = cell.prbs_total[d]
+    default_layers = cell.layers[d]
+    carrying = {int(p) for p in cell.slot_types[d]}
+    slots = np.arange(slot0, slot1 + 1, dtype=np.int64)
+    slots = slots[np.isin(slots % period, list(carrying))]
+    if slots.size == 0:
+        return None
+    t_slot = slots * slot_us + t_off
+
+    # the UE-side log, as of each slot start: [n_slots, n_ues]
+    log = log.sort_values("t_us", kind="stable")
+    ue_ids = np.array(sorted(int(u) for u in log["ue"].unique()), dtype=np.int64)
+    col_of = {int(u): j for j, u in enumerate(ue_ids)}
+    n_ues = len(ue_ids)
+    buffer = np.zeros((len(slots), n_ues))
+    cqi = np.zeros((len(slots), n_ues))
+    sinr = np.zeros((len(slots), n_ues))
+    attached = np.zeros((len(slots), n_ues), dtype=bool)
+    for ue, grp in log.groupby("ue"):
+        j = col_of[int(ue)]
+        idx = np.searchsorted(grp["t_us"].to_numpy(np.float64), t_slot, side="right") - 1
+        ok = idx >= 0
+        attached[:, j] = ok
+        buffer[ok, j] = grp["buffer_bytes"].to_numpy(np.float64)[idx[ok]]
+        cqi[ok, j] = grp["cqi"].to_numpy(np.float64)[idx[ok]]
+        if cell.use_sinr and "sinr_db" in grp:
+            sinr[ok, j] = np.nan_to_num(grp["sinr_db"].to_numpy(np.float64)[idx[ok]])
+    pending_all = _pending_retx(rows, col_of, slot0, slot1 - slot0 + 1, n_ues)
+    pending = pending_all[slots - slot0]
+
+    # DCIs of each slot
+    rows = rows.sort_values("slot", kind="stable")
+    r_slot = rows["slot"].to_numpy(np.int64)
+    r_col = np.array([col_of.get(int(u), -1) for u in rows["rnti"]], dtype=np.int64)
+    r_prbs = rows["prb_count"].to_numpy(np.int64)
+    r_mcs = rows["mcs"].to_numpy(np.int64)
+    r_layers = rows["layers"].to_numpy(np.int64)
+    r_sym = rows["symbols"].to_numpy(np.int64)
+    r_tbs = rows["tbs_bits"].to_numpy(np.float64)
+    r_retx = rows["is_retx"].to_numpy(bool)
+    lo = np.searchsorted(r_slot, slots, side="left")
+    hi = np.searchsorted(r_slot, slots, side="right")
+
+    tracker = F.HistoryTracker()
+    out: dict[str, list] = {k: [] for k in ("user_x", "cell_x", "sched", "prbs", "mcs", "retx",
+                                            "tbs", "ue", "avail", "sym", "layers", "k", "buf",
+                                            "cqi", "avg", "since")}
+    for k in range(len(slots)):
+        act = np.flatnonzero(attached[k])
+        if act.size == 0:
+            continue
+        a, b = lo[k], hi[k]
+        pos = int(slots[k] % period)
+        symbols = int(cell.symbols[d][str(pos)])
+        slot_type = cell.slot_types[d][str(pos)]
+        ncol = r_col[a:b]
+        if b > a:
+            symbols = int(r_sym[a:b].max())
+        if act.size > F.MAX_USERS:       # keep the granted users, then the fullest buffers
+            granted = np.isin(act, ncol)
+            order = np.lexsort((-buffer[k, act], ~granted))
+            act = np.sort(act[order[:F.MAX_USERS]])
+        n = act.size
+        pos_in_act = np.full(n_ues + 1, -1, dtype=np.int64)
+        pos_in_act[act] = np.arange(n)
+        sched = np.zeros(n, dtype=np.float32)
+        prbs = np.zeros(n, dtype=np.float32)
+        mcs = np.full(n, -1, dtype=np.int64)
+        retx = np.zeros(n, dtype=bool)
+        tbs = np.zeros(n)
+        layers = np.full(n, default_layers, dtype=np.int64)
+        taken = 0
+        for i in range(a, b):
+            u = pos_in_act[r_col[i]] if r_col[i] >= 0 else -1
+            if r_retx[i] or u < 0:
+                taken += int(r_prbs[i])
+                if u >= 0:
+                    retx[u] = True
+                continue
+            sched[u] = 1.0
+            prbs[u] += r_prbs[i]
+            if r_prbs[i] >= prbs[u] - r_prbs[i]:     # the larger grant names the MCS
+                mcs[u] = min(int(r_mcs[i]), top)
+                layers[u] = r_layers[i]
+            tbs[u] += r_tbs[i]
+        avail = max(prbs_total - taken, 0)
+        ids = ue_ids[act]
+        rws = tracker.rows(ids)
+        ux = F.user_features(rows=rws, tracker=tracker, slot=int(slots[k]), t_us=float(t_slot[k]),
+                             direction=d, buffer_bytes=buffer[k, act], cqi=cqi[k, act],
+                             sinr_db=sinr[k, act] if cell.use_sinr else None,
+                             pending_retx=pending[k, act], prbs_available=avail,
+                             prbs_total=prbs_total, symbols=symbols, layers=default_layers,
+                             mcs_table=table)
+        cx = F.cell_features(direction=d, slot_type=slot_type, prbs_available=avail,
+                             prbs_total=prbs_total, symbols=symbols, n_users=n,
+                             max_ues=cell.max_ues[d])
+        out["buf"].append(buffer[k, act])
+        out["cqi"].append(cqi[k, act])
+        out["avg"].append(tracker.averages_bps(rws, float(t_slot[k])))
+        out["since"].append(int(slots[k]) - tracker.last_grant_slot[rws])
+        if sched.any():
+            bits = F.raw_bits(prbs, symbols, layers, np.maximum(mcs, 0), table)
+            tracker.update(rws, int(slots[k]), float(t_slot[k]), prbs, mcs, bits)
+        for key, val in (("user_x", ux), ("cell_x", cx), ("sched", sched), ("prbs", prbs),
+                         ("mcs", mcs), ("retx", retx), ("tbs", tbs), ("ue", ids),
+                         ("avail", avail), ("sym", symbols), ("layers", layers), ("k", k)):
+            out[key].append(val)
+    if not out["k"]:
+        return None
+    s = len(out["k"])
+    n_max = max(len(u) for u in out["ue"])
+
+    def padded(key, fill, dtype, width=None):
+        shape = (s, n_max) if width is None else (s, n_max, width)
+        arr = np.full(shape, fill, dtype=dtype)
+        for i, v in enumerate(out[key]):
+            arr[i, :len(v)] = v
+        return arr
+
+    ks = np.asarray(out["k"])
+    mask = np.zeros((s, n_max), dtype=bool)
+    for i, v in enumerate(out["ue"]):
+        mask[i, :len(v)] = True
+    return SlotDataset(
+        user_x=padded("user_x", 0.0, np.float32, F.N_USER_FEATURES),
+        cell_x=np.stack(out["cell_x"]).astype(np.float32),
+        mask=mask, sched=padded("sched", 0.0, np.float32), prbs=padded("prbs", 0.0, np.float32),
+        mcs=padded("mcs", -1, np.int64), retx=padded("retx", False, bool),
+        tbs_bits=padded("tbs", 0.0, np.float64), ue_id=padded("ue", -1, np.int64),
+        prbs_available=np.asarray(out["avail"], dtype=np.float32),
+        prbs_total=np.full(s, prbs_total, dtype=np.int64),
+        symbols=np.asarray(out["sym"], dtype=np.int64), layers=padded("layers", 1, np.int64),
+        mcs_top=np.full(s, top, dtype=np.int64), buffer_bytes=padded("buf", 0.0, np.float64),
+        cqi=padded("cqi", 0.0, np.float64),
+        avg_bps=padded("avg", 0.0, np.float64, len(F.AVG_TAUS_MS)),
+        since_grant=np.minimum(padded("since", 1e9, np.float64), 1e9), slot=slots[ks], t_us=t_slot[ks],
+        is_ul=np.full(s, d == "ul"), group=np.zeros(s, dtype=np.int64), info={})
