@@ -37,9 +37,9 @@ def test_numerology_arrays_and_errors():
 
 # ---- PRBs, 38.101-1 Table 5.3.2-1 / 38.101-2 Table 5.3.2-1 -----------------------------------
 @pytest.mark.parametrize("bw, scs, n_rb", [
-    (5, 15, 25), (10, 15, 52), (15, 15, 79), (20, 15, 106), (40, 15, 216), (50, 15, 270),
-    (10, 30, 24), (20, 30, 51), (40, 30, 106), (50, 30, 133), (80, 30, 217), (100, 30, 273),
-    (10, 60, 11), (50, 60, 65), (100, 60, 135),
+    (3, 15, 15), (5, 15, 25), (10, 15, 52), (35, 15, 188), (45, 15, 242), (15, 15, 79), (20, 15, 106), (40, 15, 216), (50, 15, 270),
+    (10, 30, 24), (20, 30, 51), (35, 30, 92), (45, 30, 119), (40, 30, 106), (50, 30, 133), (80, 30, 217), (100, 30, 273),
+    (10, 60, 11), (15, 60, 18), (35, 60, 44), (50, 60, 65), (60, 60, 79), (100, 60, 135),
 ])
 def test_max_prbs_fr1(bw, scs, n_rb):
     assert max_prbs(bw, scs) == n_rb
@@ -158,3 +158,25 @@ def test_cqi_to_mcs():
     se_c = cqi_spectral_efficiency(np.arange(2, 16), 2)
     assert (se_m <= se_c).all()
     assert ((se_next > se_c) | (m[2:] == 27)).all()
+
+
+def test_nr_depends_on_nothing_else_in_neuralemu():
+    """DESIGN.md: nr depends on nothing (numpy only)."""
+    import ast
+    from pathlib import Path
+
+    import neuralemu.nr
+
+    for path in Path(neuralemu.nr.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                if name.startswith("neuralemu"):
+                    assert name.startswith("neuralemu.nr"), f"{path.name} imports {name}"
+                else:
+                    assert name.split(".")[0] in {"numpy", "__future__", "typing", "dataclasses",
+                                                  "re", "bisect", "operator"}, (path.name, name)

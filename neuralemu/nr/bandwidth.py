@@ -17,9 +17,10 @@ import numpy as np
 
 from neuralemu.nr._vec import as_int_array, is_scalar, out
 
-# {scs_khz: {channel bandwidth MHz: N_RB}}; TS 38.101-1 Table 5.3.2-1 (Rel-17).
+# {scs_khz: {channel bandwidth MHz: N_RB}}; TS 38.101-1 Table 5.3.2-1, latest releases
+# (3 MHz at 15 kHz, and 35 and 45 MHz, are later additions to the table).
 MAX_PRBS_FR1: dict[int, dict[int, int]] = {
-    15: {5: 25, 10: 52, 15: 79, 20: 106, 25: 133, 30: 160, 35: 188, 40: 216,
+    15: {3: 15, 5: 25, 10: 52, 15: 79, 20: 106, 25: 133, 30: 160, 35: 188, 40: 216,
          45: 242, 50: 270},
     30: {5: 11, 10: 24, 15: 38, 20: 51, 25: 65, 30: 78, 35: 92, 40: 106,
          45: 119, 50: 133, 60: 162, 70: 189, 80: 217, 90: 245, 100: 273},
