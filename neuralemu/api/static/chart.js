@@ -61,10 +61,11 @@ class LineChart {
   draw() {
     const [w, h] = this.resize();
     const c = this.ctx, o = this.opts;
-    const padL = 44, padR = 10, padT = 8, padB = 22;
+    const padL = 44, padR = 18, padT = 8, padB = 22;
     const pw = w - padL - padR, ph = h - padT - padB;
     c.clearRect(0, 0, w, h);
-    const t1 = Math.max(this.tNow, o.windowS), t0 = t1 - o.windowS;
+    // the window grows from 10 s up to windowS, then scrolls
+    const t0 = Math.max(0, this.tNow - o.windowS), t1 = Math.max(this.tNow, t0 + 10);
     let yMax = o.yMax, yMin = o.yMin;
     if (yMax === null) {
       yMax = 0;
@@ -84,7 +85,7 @@ class LineChart {
       c.fillText(fmtTick(v), padL - 6, y);
     }
     c.textAlign = "center"; c.textBaseline = "top";
-    const tStep = niceStep(o.windowS, 6);
+    const tStep = niceStep(t1 - t0, 6);
     for (let t = Math.ceil(t0 / tStep) * tStep; t <= t1 + 1e-9; t += tStep) {
       const x = Math.round(X(t)) + 0.5;
       c.beginPath(); c.moveTo(x, padT); c.lineTo(x, padT + ph); c.stroke();
