@@ -86,28 +86,36 @@ def load_dci(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise InputError(str(path), "no such file")
-    try:
-        import neuralemu.telemetry as telemetry
-    except ImportError as exc:  # pragma: no cover - the telemetry package ships with us
-        raise InputError(str(path), f"telemetry readers unavailable: {exc}") from None
     if path.suffix == ".parquet":
-        reader = getattr(telemetry, "read_dci_parquet", None)
+        reader = _telemetry_reader("read_dci_parquet", "parquet")
         table = reader(path) if reader else pd.read_parquet(path)
     else:
-        table = _read_csv_any(path, telemetry)
+        table = _read_csv_any(path)
     return check_dci_table(table, str(path))
 
 
-def _read_csv_any(path: Path, telemetry) -> pd.DataFrame:
+def _telemetry_reader(name: str, module: str):
+    """``neuralemu.telemetry.<name>``, or the same function from its submodule."""
+    import importlib
+    try:
+        pkg = importlib.import_module("neuralemu.telemetry")
+        if hasattr(pkg, name):
+            return getattr(pkg, name)
+        return getattr(importlib.import_module(f"neuralemu.telemetry.{module}"), name, None)
+    except ImportError:
+        return None
+
+
+def _read_csv_any(path: Path) -> pd.DataFrame:
     """A CSV is either NR-Scope's own format or the canonical table written as CSV."""
     with open(path, "r", errors="replace") as fh:
         header = fh.readline().strip().split(",")
     if "system_frame_index" in header or "rnti_type" in header:
-        reader = getattr(telemetry, "read_nrscope", None)
+        reader = _telemetry_reader("read_nrscope", "nrscope")
         if reader is None:
             raise InputError(str(path), "NR-Scope reader not available in neuralemu.telemetry")
         return reader(path)
-    canon_reader = getattr(telemetry, "read_dci_csv", None)
+    canon_reader = _telemetry_reader("read_dci_csv", "canonical")
     if canon_reader is not None:
         return canon_reader(path)
     try:
