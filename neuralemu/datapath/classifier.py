@@ -60,10 +60,10 @@ class Classifier:
         self._bpf = BPF(src_file=str(SOURCE).encode(), cflags=cflags)
         self.fn_ul = self._bpf.load_func(self.fn_ul_name.encode(), BPF.SCHED_CLS)
         self.fn_dl = self._bpf.load_func(self.fn_dl_name.encode(), BPF.SCHED_CLS)
-        self.ue_by_addr = self._bpf["ue_by_addr"]
-        self._arrivals = self._bpf["arrivals"]
-        self._other = self._bpf["other"]
-        self._config = self._bpf["config"]
+        self.ue_by_addr = self._bpf[b"ue_by_addr"]
+        self._arrivals = self._bpf[b"arrivals"]
+        self._other = self._bpf[b"other"]
+        self._config = self._bpf[b"config"]
         self._attached: list[tuple[str | None, str]] = []
         self.set_unclassified(unclassified)
 
