@@ -147,6 +147,9 @@ def test_unit_completion_gives_page_load_times(tmp_path):
     victim = df[(df.direction == "dl") & (df.unit == 1)].index[0]
     log.loc[victim, "dropped"] = True
     log.loc[victim, "t_delivered_us"] = np.nan
+    # the engine's delivery log: nullable Int64 times, dropped as 0/1
+    log["t_delivered_us"] = log["t_delivered_us"].astype("Int64")
+    log["dropped"] = log["dropped"].astype("int64")
     plt = unit_completion(log, units, "dl")
     assert len(plt) == len(units[units.direction == "dl"])
     ok = plt[plt.complete]

@@ -127,7 +127,8 @@ def unit_completion(deliveries: pd.DataFrame, units: pd.DataFrame,
     unit_ids = assign_units(deliveries, units)
     d = pd.DataFrame({
         "ue": deliveries["ue"].to_numpy(), "unit_id": unit_ids,
-        "t_delivered_us": pd.to_numeric(deliveries["t_delivered_us"], errors="coerce").to_numpy(),
+        "t_delivered_us": pd.to_numeric(deliveries["t_delivered_us"], errors="coerce")
+        .astype("float64").to_numpy(),
         "dropped": deliveries["dropped"].astype(bool).to_numpy(),
     })
     d = d[d["unit_id"] >= 0]
