@@ -6,7 +6,10 @@ them directly; quantiles are estimated from a bounded ring of recent samples.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import deque
+
+import time
 
 import numpy as np
 
@@ -24,13 +27,15 @@ class Histogram:
 
     def __init__(self, bounds: tuple[float, ...], ring: int = 20_000) -> None:
         self.bounds = np.asarray(bounds, dtype=np.float64)
+        self._bounds_list = [float(b) for b in bounds]
         self.counts = np.zeros(len(bounds) + 1, dtype=np.int64)   # last = +Inf
         self.sum = 0.0
         self.count = 0
         self.recent: deque[float] = deque(maxlen=ring)
+        self._q_cache: tuple[float, tuple, dict] | None = None
 
     def observe(self, value: float) -> None:
-        self.counts[int(np.searchsorted(self.bounds, value, side="left"))] += 1
+        self.counts[bisect_left(self._bounds_list, value)] += 1
         self.sum += value
         self.count += 1
         self.recent.append(value)
@@ -45,7 +50,16 @@ class Histogram:
         self.count += int(arr.size)
         self.recent.extend(arr.tolist())
 
-    def quantiles(self, qs=(0.5, 0.99)) -> dict[str, float]:
+    def quantiles(self, qs=(0.5, 0.99), max_age_s: float = 0.25) -> dict[str, float]:
+        """Quantiles of the recent samples, recomputed at most every ``max_age_s``."""
+        now = time.monotonic()
+        if self._q_cache is not None and self._q_cache[1] == tuple(qs) and now - self._q_cache[0] < max_age_s:
+            return self._q_cache[2]
+        out = self._quantiles(qs)
+        self._q_cache = (now, tuple(qs), out)
+        return out
+
+    def _quantiles(self, qs) -> dict[str, float]:
         if not self.recent:
             return {f"p{int(q * 100)}": 0.0 for q in qs} | {"max": 0.0}
         arr = np.fromiter(self.recent, dtype=np.float64)

@@ -1,0 +1,433 @@
+"""The only module of the API that knows the engine's and the scenario's Python API.
+
+:func:`make_adapter` turns a scenario (a dict valid for
+:class:`neuralemu.scenario.Scenario`) into an :class:`EngineAdapter` through
+``neuralemu.scenario.build_emulation``; the engine host then drives it one
+slot at a time and applies commands between slots.
+
+Traffic: open-loop workloads are streamed slot by slot (a generator per user,
+never a precomputed list, so a server can run for days); closed-loop sources
+use the engine's ``TrafficSource`` hook. Background users (PUT /background)
+are either sampled from a traffic_recon profile or, without one, CBR users whose
+total offered load is ``load_level`` times a rough estimate of the cell's
+downlink capacity.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Iterator
+
+from neuralemu.api.host import CommandError
+from neuralemu.errors import InputError
+
+BACKGROUND_UE_BASE = 60000        # same range as traffic_recon's background users
+BACKGROUND_SINR_DB = 15.0
+FOREVER_US = 10 ** 13             # ~116 days: "no end" for streamed workloads
+
+
+class StreamSource:
+    """An open-loop packet iterator (``t_us`` relative to ``t0_us``) as a ``TrafficSource``."""
+
+    def __init__(self, packets: Iterator, t0_us: int, slot_us: int, ue_id: int | None = None) -> None:
+        self.packets = iter(packets)
+        self.t0_us = int(t0_us)
+        self.slot_us = int(slot_us)
+        self.ue_id = ue_id
+        self._next = None
+        self._done = False
+
+    def on_slot(self, view, t_us: int):
+        end = t_us + self.slot_us
+        out = []
+        while not self._done:
+            if self._next is None:
+                try:
+                    self._next = next(self.packets)
+                except StopIteration:
+                    self._done = True
+                    break
+            t = self._next[0] + self.t0_us
+            if t >= end:
+                break
+            out.append((max(int(t), t_us), self._next[1], self._next[2], self._next[3]))
+            self._next = None
+        return out
+
+    def on_delivered(self, delivery) -> None:
+        pass
+
+    def on_dropped(self, drop) -> None:
+        pass
+
+
+def _dl_capacity_bps(engine) -> float:
+    """Rough DL capacity: all PRBs, 12 data symbols, ~4.5 bit/RE, max layers, DL share of slots."""
+    cell = engine.cell
+    pattern = "D" if cell.is_fdd else cell.duplex
+    dl_share = (pattern.count("D") + 0.7 * pattern.count("S")) / len(pattern)
+    bits_per_slot = engine.prbs_total * 12 * 12 * 4.5 * cell.max_layers
+    return bits_per_slot * dl_share / (engine.slot_us * 1e-6)
+
+
+class EngineAdapter:
+    """Wraps one running emulation: the engine, its traffic sources and per-UE bookkeeping."""
+
+    def __init__(self, engine, *, sources=(), ue_meta: dict[int, dict] | None = None,
+                 ue_traffic=None, policy_name: str | None = None, seed: int = 0) -> None:
+        self.engine = engine
+        self.slot_duration_s = engine.slot_us * 1e-6
+        self.seed = seed
+        self.ue_traffic = ue_traffic          # callable(ue_spec: dict, t0_us) -> list[source]
+        self.sources: list = list(sources)    # sources not owned by one UE
+        self.ue_sources: dict[int, list] = {}
+        self.meta: dict[int, dict] = {}
+        self.cum: dict[int, dict] = {}
+        self.cell_slots = 0
+        self.cell_prb_slots = 0
+        self.src_of: dict[int, object] = {}
+        self.policy = {"name": policy_name or getattr(engine.policy, "name", "?"), "params": {}}
+        self.background = {"count": 0, "load_level": 0.0, "profile": None}
+        for ue_id in engine.ue_ids:
+            self._track(ue_id, (ue_meta or {}).get(ue_id, {}))
+
+    # ---- bookkeeping ------------------------------------------------------------------
+    def _track(self, ue_id: int, meta: dict) -> None:
+        cfg = self.engine._ue_cfg.get(ue_id) if hasattr(self.engine, "_ue_cfg") else None
+        self.meta[ue_id] = {"name": meta.get("name"), "ip": meta.get("ip"),
+                            "priority": float(getattr(cfg, "priority", 1.0)),
+                            "channel_offset_db": 0.0,
+                            "queue_limit_bytes": getattr(cfg, "queue_limit_bytes", None)
+                            or self.engine.cell.queue_limit_bytes,
+                            "background": bool(meta.get("background", False))}
+        self.cum[ue_id] = {"bytes_delivered": 0, "drops": 0, "dropped_bytes": 0, "prb_slots": 0,
+                           "slots": 0, "mcs": -1, "delays": []}
+
+    def slot_index(self) -> int:
+        return int(self.engine.slot)
+
+    # ---- the slot -----------------------------------------------------------------------
+    def step(self) -> dict:
+        eng = self.engine
+        t_us = eng.t_us
+        t0 = time.perf_counter()
+        for src in self._all_sources():
+            for pkt in src.on_slot(eng, t_us) or ():
+                ue = int(pkt[1])
+                if ue not in self.cum:
+                    continue
+                pid = eng.enqueue(ue, pkt[2], int(pkt[3]), int(pkt[0]))
+                if pid is not None and hasattr(src, "on_delivered") and not isinstance(src, StreamSource):
+                    self.src_of[pid] = src
+        t1 = time.perf_counter()
+        res = eng.step()
+        t2 = time.perf_counter()
+        prbs_now = 0
+        for dci in res.dcis:
+            c = self.cum.get(dci.rnti)
+            if c is None:
+                continue
+            c["prb_slots"] += dci.prb_count
+            prbs_now += dci.prb_count
+            if not dci.is_retx:
+                c["mcs"] = dci.mcs
+        for dv in res.delivered:
+            c = self.cum.get(dv.ue_id)
+            if c is not None:
+                c["bytes_delivered"] += dv.size_bytes
+                c["delays"].append((dv.t_delivered_us - dv.t_arrival_us) * 1e-6)
+            src = self.src_of.pop(dv.packet_id, None)
+            if src is not None:
+                src.on_delivered(dv)
+        for dr in res.dropped:
+            c = self.cum.get(dr.ue_id)
+            if c is not None:
+                c["drops"] += 1
+                c["dropped_bytes"] += dr.size_bytes
+            src = self.src_of.pop(dr.packet_id, None)
+            if src is not None:
+                src.on_dropped(dr)
+        for c in self.cum.values():
+            c["slots"] += 1
+        self.cell_slots += 1
+        self.cell_prb_slots += prbs_now
+        return {"decision_time_s": t2 - t1, "slot_time_s": time.perf_counter() - t0}
+
+    def _all_sources(self):
+        yield from self.sources
+        for lst in self.ue_sources.values():
+            yield from lst
+
+    # ---- snapshots --------------------------------------------------------------------------
+    def counters(self) -> dict:
+        stats = self.engine.stats()
+        ues = []
+        for ue_id, c in self.cum.items():
+            st = stats.get(ue_id, {})
+            dirs = [d for d in ("dl", "ul") if st.get(d, {}).get("active")]
+            main = st.get("dl") if "dl" in dirs else st.get(dirs[0]) if dirs else {}
+            delays, c["delays"] = c["delays"], []
+            ues.append(self.meta[ue_id] | {
+                "id": ue_id,
+                "buffer_bytes": sum(st[d]["queue_bytes"] for d in dirs),
+                "bytes_in": sum(st[d]["bytes_in"] for d in dirs),
+                "bytes_delivered": c["bytes_delivered"], "drops": c["drops"],
+                "dropped_bytes": c["dropped_bytes"], "prb_slots": c["prb_slots"], "slots": c["slots"],
+                "mcs": int(c["mcs"]), "cqi": int(main.get("cqi", 0)) if main else 0,
+                "sinr_db": float(main.get("sinr_db", 0.0)) if main else 0.0,
+                "directions": dirs, "new_delays_s": delays})
+        return {"t_us": int(self.engine.t_us), "slot": int(self.engine.slot), "ues": ues,
+                "cell_slots": self.cell_slots, "cell_prb_slots": self.cell_prb_slots}
+
+    def cell_info(self) -> dict:
+        eng = self.engine
+        return {"config": eng.cell.model_dump(mode="json"), "prbs_total": int(eng.prbs_total),
+                "slot_us": int(eng.slot_us), "capacity_dl_bps_estimate": _dl_capacity_bps(eng)}
+
+    def policy_info(self) -> dict:
+        return dict(self.policy)
+
+    def background_info(self) -> dict:
+        return dict(self.background)
+
+    # ---- commands ---------------------------------------------------------------------------
+    def add_ue(self, spec: dict, *, background: bool = False) -> dict:
+        from neuralemu.cell.config import UeConfig
+        eng = self.engine
+        engine_fields = {k: v for k, v in spec.items() if k in UeConfig.model_fields}
+        try:
+            cfg = UeConfig.model_validate(engine_fields)
+        except Exception as exc:  # pydantic ValidationError
+            raise CommandError(422, str(exc).splitlines()[0], _first_loc(exc)) from None
+        if cfg.ue_id in self.cum:
+            raise CommandError(409, f"UE {cfg.ue_id} is already attached", "ue_id")
+        sources = self.ue_traffic(spec, eng.t_us) if self.ue_traffic else []   # may raise: nothing added
+        eng.add_ue(cfg)
+        self._track(cfg.ue_id, spec | {"background": background})
+        if sources:
+            self.ue_sources[cfg.ue_id] = list(sources)
+        return {"id": cfg.ue_id}
+
+    def remove_ue(self, ue_id: int) -> dict:
+        if ue_id not in self.cum:
+            raise CommandError(404, f"no UE {ue_id}", "ue_id")
+        self.engine.remove_ue(ue_id)
+        self.cum.pop(ue_id, None)
+        self.meta.pop(ue_id, None)
+        self.ue_sources.pop(ue_id, None)
+        return {"id": ue_id}
+
+    def patch_ue(self, ue_id: int, patch: dict) -> dict:
+        from neuralemu.cell import engine as engine_mod
+        from neuralemu.cell.config import TraceChannel
+        eng = self.engine
+        if ue_id not in self.cum:
+            raise CommandError(404, f"no UE {ue_id}", "ue_id")
+        meta = self.meta[ue_id]
+        trace_cfg = None
+        if patch.get("channel_trace_path"):     # check first: nothing is applied if it is bad
+            trace_cfg = TraceChannel(path=patch["channel_trace_path"])
+            engine_mod.load_trace_sinr(trace_cfg, patch.get("channel_trace", "trace"))
+        if patch.get("queue_limit_bytes") is not None:
+            for d in eng.stats()[ue_id]:
+                if eng.stats()[ue_id][d]["active"]:
+                    eng.set_queue_limit(ue_id, d, int(patch["queue_limit_bytes"]))
+            meta["queue_limit_bytes"] = int(patch["queue_limit_bytes"])
+        if patch.get("channel_offset_db") is not None:
+            eng.set_channel_offset_db(ue_id, float(patch["channel_offset_db"]))
+            meta["channel_offset_db"] = float(patch["channel_offset_db"])
+        if patch.get("priority") is not None:
+            self._set_priority(ue_id, float(patch["priority"]))
+            meta["priority"] = float(patch["priority"])
+        if patch.get("ip") is not None:
+            meta["ip"] = patch["ip"]
+        if trace_cfg is not None:
+            self._swap_channel(ue_id, trace_cfg)
+            meta["channel_trace"] = patch.get("channel_trace")
+        return {"id": ue_id}
+
+    def _set_priority(self, ue_id: int, priority: float) -> None:
+        eng = self.engine
+        setter = getattr(eng, "set_priority", None)
+        if callable(setter):
+            setter(ue_id, priority)
+            return
+        # the engine has no setter yet: write its per-UE weight (read every slot)
+        from neuralemu.cell import kernel as K
+        eng._uf[K.UF_PRIO, eng._index(ue_id)] = priority
+        eng._ue_cfg[ue_id] = eng._ue_cfg[ue_id].model_copy(update={"priority": priority})
+
+    def _swap_channel(self, ue_id: int, channel) -> None:
+        """A new channel model: the engine attaches channels at add_ue, so re-attach the UE
+        (its queued packets are dropped with reason ``detach``; counters carry on)."""
+        eng = self.engine
+        cfg = eng._ue_cfg[ue_id].model_copy(update={"channel": channel})
+        offset = self.meta[ue_id]["channel_offset_db"]
+        eng.remove_ue(ue_id)
+        eng.add_ue(cfg)
+        if offset:
+            eng.set_channel_offset_db(ue_id, offset)
+
+    def set_policy(self, spec: dict) -> dict:
+        name = spec["name"]
+        params = dict(spec.get("params") or {})
+        policy = make_policy_from_spec(name, params, spec)
+        self.engine.set_policy(policy)
+        self.policy = {"name": name, "params": params,
+                       **({"model": spec["model"]} if spec.get("model") else {}),
+                       **({"trace": spec["trace"]} if spec.get("trace") else {})}
+        return {"name": name}
+
+    def set_background(self, spec: dict) -> dict:
+        count = int(spec["count"])
+        load = float(spec["load_level"])
+        profile = spec.get("profile")
+        if BACKGROUND_UE_BASE + count > 65519:
+            raise CommandError(422, "too many background UEs", "count")
+        new_ues: list[tuple[dict, list]] = []
+        if count > 0 and load > 0:
+            if profile:
+                new_ues = self._profile_background(spec)
+            else:
+                per_ue_mbps = load * _dl_capacity_bps(self.engine) / count / 1e6
+                from neuralemu.workloads import Cbr
+                wl = Cbr(rate_mbps=per_ue_mbps, packet_bytes=1500, direction="dl")
+                for i in range(count):
+                    ue_id = BACKGROUND_UE_BASE + i
+                    pk = wl.ue_packets(ue_id, FOREVER_US, self.seed)
+                    new_ues.append(({"ue_id": ue_id, "directions": ["dl"],
+                                     "channel": {"model": "fixed", "sinr_db": BACKGROUND_SINR_DB}},
+                                    [StreamSource(pk, self.engine.t_us, self.engine.slot_us, ue_id)]))
+        # everything is prepared: now swap the background users in one slot boundary
+        for ue_id in [u for u, m in self.meta.items() if m["background"]]:
+            self.remove_ue(ue_id)
+        for cfg, sources in new_ues:
+            self.engine.add_ue(cfg)
+            self._track(cfg["ue_id"], {"background": True})
+            self.ue_sources[cfg["ue_id"]] = sources
+        self.background = {"count": count, "load_level": load, "profile": profile,
+                           "offered_dl_bps": load * _dl_capacity_bps(self.engine) if not profile else None}
+        return self.background
+
+    def _profile_background(self, spec: dict) -> list:
+        from neuralemu.traffic_recon.background import sample_background
+        from neuralemu.traffic_recon.profile import load_profile
+        path = spec.get("profile_path")
+        if not path:
+            raise CommandError(404, f"no background profile {spec.get('profile')!r}", "profile")
+        profile = load_profile(path)
+        bg = sample_background(profile, 3600.0, seed=self.seed, count=float(spec["count"]),
+                               ue_base=BACKGROUND_UE_BASE)
+        out = []
+        wl = bg.workload.sort_values("t_us", kind="stable")
+        for cfg in bg.ue_configs(mcs_table=self.engine.cell.mcs_table):
+            rows = wl[wl["ue"] == cfg["ue_id"]]
+            pk = zip(rows["t_us"].tolist(), rows["ue"].tolist(), rows["direction"].tolist(),
+                     rows["size_bytes"].tolist())
+            out.append((cfg, [StreamSource(pk, self.engine.t_us, self.engine.slot_us, cfg["ue_id"])]))
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+def _first_loc(exc) -> str | None:
+    try:
+        return ".".join(str(p) for p in exc.errors()[0]["loc"])
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def make_policy_from_spec(name: str, params: dict, spec: dict):
+    """A policy object for PUT /policy; learned/replay come from their packages' registry."""
+    from neuralemu.cell.policies import make_policy
+    if name == "learned":
+        _import_optional("neuralemu.scheduler_model.policy")
+        return _try_make(make_policy, name, params, spec.get("model_path"), ("model", "bundle", "path"),
+                         "model")
+    if name == "replay":
+        _import_optional("neuralemu.replay")
+        _import_optional("neuralemu.telemetry.replay")
+        return _try_make(make_policy, name, params, spec.get("trace_path"), ("trace", "path"), "trace")
+    try:
+        return make_policy(name, **params)
+    except TypeError as exc:
+        raise CommandError(422, f"bad parameters for {name}: {exc}", "params") from None
+
+
+def _import_optional(module: str) -> None:
+    import importlib
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        pass
+
+
+def _try_make(make_policy, name, params, path, keywords, field):
+    last = None
+    for kw in keywords:
+        try:
+            return make_policy(name, **({kw: path} | params))
+        except TypeError as exc:
+            last = exc
+        except InputError as exc:
+            if "unknown" in str(exc).lower() or "no policy" in str(exc).lower():
+                raise CommandError(501, f"policy {name!r} is not available in this build: {exc}",
+                                   "name") from None
+            raise CommandError(422, str(exc), field) from None
+    raise CommandError(422, f"cannot build policy {name!r}: {last}", field)
+
+
+# ---- from a scenario ---------------------------------------------------------------------------
+def open_loop_traffic(slot_us: int, seed: int):
+    """``ue_traffic`` for UEs attached over REST: the UE spec's ``traffic`` (or ``workload``)
+    entry, ``{"kind": "bulk" | "cbr" | "onoff" | "gaming" | "web", ...params}``, streamed."""
+    def build(spec: dict, t0_us: int) -> list:
+        from neuralemu.workloads import OPEN_LOOP_KINDS
+        traffic = spec.get("traffic") or spec.get("workload")
+        if not traffic:
+            return []
+        if hasattr(traffic, "model_dump"):
+            traffic = traffic.model_dump()
+        if not isinstance(traffic, dict):
+            raise CommandError(422, "traffic must be an object with a 'kind'", "traffic")
+        params = dict(traffic)
+        kind = params.pop("kind", None)
+        cls = OPEN_LOOP_KINDS.get(kind)
+        if cls is None:
+            raise CommandError(422, f"traffic kind must be one of {sorted(OPEN_LOOP_KINDS)}",
+                               "traffic.kind")
+        try:
+            wl = cls(**params)
+        except (TypeError, ValueError) as exc:
+            raise CommandError(422, f"bad traffic parameters: {exc}", "traffic") from None
+        ue = int(spec["ue_id"])
+        return [StreamSource(wl.ue_packets(ue, FOREVER_US, seed), t0_us, slot_us, ue)]
+    return build
+
+
+def make_adapter(scenario: dict) -> EngineAdapter:
+    """Build the emulation of ``scenario`` with ``neuralemu.scenario.build_emulation``."""
+    from neuralemu import scenario as sc_mod
+    sc = sc_mod.Scenario.model_validate(scenario)
+    emu = sc_mod.build_emulation(sc)
+    engine = getattr(emu, "engine", emu)
+    engine.keep_log = False          # a server runs for days: never accumulate the delivery log
+    engine.record_dci = False
+    seed = int(getattr(sc, "seed", 0) or 0)
+    sources = list(getattr(emu, "sources", None) or [])
+    ue_traffic = getattr(sc_mod, "ue_traffic_sources", None)
+    if ue_traffic is None:
+        ue_traffic = open_loop_traffic(engine.slot_us, seed)
+    meta = {}
+    for ue in scenario.get("ues", []) or []:
+        if isinstance(ue, dict) and "ue_id" in ue:
+            meta[int(ue["ue_id"])] = {"name": ue.get("name"), "ip": ue.get("ip")}
+    policy = scenario.get("policy")
+    policy_name = policy.get("name") if isinstance(policy, dict) else policy
+    adapter = EngineAdapter(engine, sources=sources, ue_meta=meta, ue_traffic=ue_traffic,
+                            policy_name=policy_name, seed=seed)
+    background = getattr(emu, "background_sources", None)
+    if background:
+        adapter.sources.extend(background)
+    return adapter
