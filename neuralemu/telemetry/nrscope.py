@@ -22,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
 
 from neuralemu.errors import InputError
 from neuralemu.nr import MU_VALUES, mcs_code_rate, mcs_qm, slot_duration_us
@@ -313,6 +316,31 @@ def duplicate_dcis(df: pd.DataFrame) -> np.ndarray:
     return df.duplicated(subset=subset, keep="first").to_numpy()
 
 
+_MODULATION_BY_QM = ("BPSK", "BPSK", "QPSK", "", "16QAM", "", "64QAM", "", "256QAM")
+"""srsRAN's srsran_mod_string() by Qm; NR-Scope writes BPSK for empty decodes."""
+
+
+def _const_text(text: str, n: int) -> pa.Array:
+    return pa.array([text], type=pa.string()).take(pa.array(np.zeros(n, dtype=np.int64)))
+
+
+def _pick_text(values: tuple[str, ...], codes: np.ndarray) -> pa.Array:
+    return pa.array(list(values), type=pa.string()).take(pa.array(np.asarray(codes, dtype=np.int64)))
+
+
+def _float6_text(values: np.ndarray) -> pa.Array:
+    """``%.6f`` of each value (few distinct values: format each once)."""
+    uniq, codes = np.unique(values, return_inverse=True)
+    return _pick_text(tuple(f"{v:.6f}" for v in uniq), codes)
+
+
+def _timestamp_text(t_us: np.ndarray) -> pa.Array:
+    """WRITE_TIMESTAMP_BASE_S + t_us / 1e6 as exact ``seconds.micros`` text."""
+    sec = pa.array(int(WRITE_TIMESTAMP_BASE_S) + t_us // 1_000_000).cast(pa.string())
+    micros = pc.utf8_lpad(pa.array(t_us % 1_000_000).cast(pa.string()), 6, "0")
+    return pc.binary_join_element_wise(sec, micros, ".")
+
+
 def write_nrscope(df: pd.DataFrame, path: str | Path) -> None:
     """Write a canonical per-DCI table as an NR-Scope CSV (the 33 columns, in order).
 
@@ -335,49 +363,48 @@ def write_nrscope(df: pd.DataFrame, path: str | Path) -> None:
     tables = df["mcs_table"].to_numpy(dtype=object)
     qm = np.zeros(n, dtype=np.int64)
     rate = np.zeros(n, dtype=np.float64)
-    reserved = np.zeros(n, dtype=bool)
-    for t in MCS_TABLES:
+    table_code = np.zeros(n, dtype=np.int64)
+    for code, t in enumerate(MCS_TABLES):
         m = tables == t
         if m.any():
+            table_code[m] = code
             qm[m] = mcs_qm(mcs[m], t)
             rate[m] = np.nan_to_num(mcs_code_rate(mcs[m], t), nan=0.0)
-            reserved[m] = table_arrays(t).reserved[mcs[m]]
     empty = (tbs == 0) | ~df["valid"].to_numpy()
     qm[empty] = 1
     rate[empty] = 0.0
-    modulation = np.asarray(["BPSK", "BPSK", "QPSK", "", "16QAM", "", "64QAM", "", "256QAM"],
-                            dtype=object)[qm]
     nof_re = df["n_re"].to_numpy() * layers
     nof_bits = np.where(empty, 0, nof_re * qm)
     zeros = np.zeros(n, dtype=np.int64)
     ones = np.ones(n, dtype=np.int64)
-    out = pd.DataFrame({
-        "timestamp": WRITE_TIMESTAMP_BASE_S + df["t_us"].to_numpy() / 1e6,
+    t_us = df["t_us"].to_numpy()
+    columns = {
+        "timestamp": _timestamp_text(t_us),
         "system_frame_index": (slot // spf) % SFN_PERIOD,
         "slot_index": slot % spf,
         "rnti": df["rnti"].to_numpy(),
-        "rnti_type": "C-RNTI",
-        "dci_format": np.where(ul, "0_1", "1_1"),
+        "rnti_type": _const_text("C-RNTI", n),
+        "dci_format": _pick_text(("1_1", "0_1"), ul.astype(np.int64)),
         "k": np.where(ul, 2, 0),
-        "mapping": "A",
+        "mapping": _const_text("A", n),
         "time_start": np.where(ul, 0, np.maximum(14 - symbols, 0)),
         "time_length": symbols,
         "frequency_start": df["prb_start"].to_numpy(),
         "frequency_length": df["prb_count"].to_numpy(),
         "nof_dmrs_cdm_groups": ones,
-        "beta_dmrs": np.ones(n, dtype=np.float64),
+        "beta_dmrs": _const_text("1.000000", n),
         "nof_layers": layers,
         "n_scid": zeros,
         "tb_scaling_field": zeros,
-        "modulation": modulation,
+        "modulation": _pick_text(_MODULATION_BY_QM, qm),
         "mcs_index": mcs,
         "transport_block_size": tbs,
-        "code_rate": rate,
+        "code_rate": _float6_text(rate),
         "redundancy_version": df["rv"].to_numpy(),
         "new_data_indicator": df["ndi"].to_numpy(),
         "nof_re": nof_re,
         "nof_bits": nof_bits,
-        "mcs_table": [_WRITE_MCS_TABLE[t] for t in tables],
+        "mcs_table": _pick_text(tuple(_WRITE_MCS_TABLE[t] for t in MCS_TABLES), table_code),
         "xoverhead": zeros,
         "harq_id": df["harq_id"].to_numpy(),
         "downlink_assignment_index": zeros,
@@ -385,8 +412,13 @@ def write_nrscope(df: pd.DataFrame, path: str | Path) -> None:
         "pucch_resource": zeros,
         "harq_feedback": zeros,
         "bwp": ones,
-    }, columns=list(NRSCOPE_COLUMNS))
+    }
+    table = pa.table({name: (c if isinstance(c, (pa.Array, pa.ChunkedArray)) else pa.array(c))
+                      for name, c in columns.items()})
     try:
-        out.to_csv(path, index=False, float_format="%.6f", lineterminator="\n")
+        with open(path, "wb") as fh:
+            fh.write((",".join(NRSCOPE_COLUMNS) + "\n").encode())
+            pa_csv.write_csv(table, fh, pa_csv.WriteOptions(include_header=False,
+                                                            quoting_style="none"))
     except OSError as exc:
         raise InputError(str(path), f"cannot write: {exc.strerror or exc}") from None
