@@ -112,3 +112,36 @@ def test_tcp_flows_share_a_link_and_finite_flows_complete():
     link.run(5_000, [f])
     assert f.completion_us is not None and f.completion_us < 3_000_000
     assert f.delivered_bytes == -(-1_000_000 // 1448) * 1500
+
+
+# ---- building sources from dicts ------------------------------------------------
+
+from neuralemu.errors import InputError  # noqa: E402
+from neuralemu.workloads import make_closed_loop, make_open_loop  # noqa: E402
+
+
+def test_factory_builds_sources_and_names_bad_fields():
+    src = make_closed_loop({"kind": "gcc", "ue": 3, "direction": "ul",
+                            "start_bitrate_bps": 2e6}, seed=2)
+    assert isinstance(src, GccSender) and src.ue == 3 and src.direction == "ul"
+    assert src.target_bps == 2e6
+    tcp = make_closed_loop({"kind": "tcp", "ue": 4, "cc": "reno"})
+    assert isinstance(tcp, TcpLikeSource) and tcp.params.cc == "reno"
+    assert make_open_loop("web", {"think_mean_s": 3}).think_mean_s == 3
+    cases = [
+        ({"kind": "quic", "ue": 1}, "kind"),
+        ({"kind": "gcc"}, "ue"),
+        ({"kind": "gcc", "ue": "x"}, "ue"),
+        ({"kind": "gcc", "ue": 1, "direction": "up"}, "direction"),
+        ({"kind": "gcc", "ue": 1, "fps_typo": 30}, "fps_typo"),
+        ({"kind": "tcp", "ue": 1, "cc": "bbr"}, None),
+    ]
+    for spec, field in cases:
+        with pytest.raises(InputError) as exc:
+            make_closed_loop(spec, source="scenario.yaml")
+        assert exc.value.field == field and exc.value.source == "scenario.yaml"
+    with pytest.raises(InputError) as exc:
+        make_open_loop("cbr", {"rate_mbps": "fast"})
+    with pytest.raises(InputError) as exc:
+        make_open_loop("video", {})
+    assert exc.value.field == "kind"

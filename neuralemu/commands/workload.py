@@ -100,14 +100,13 @@ def register(subparsers) -> None:
 
 def _gen(args) -> int:
     from neuralemu.progress import progress
-    from neuralemu.workloads import (OPEN_LOOP_KINDS, UnitRecorder, generate, write_units_csv,
+    from neuralemu.workloads import (UnitRecorder, generate, make_open_loop, write_units_csv,
                                      write_workload_csv)
 
     ues = parse_ues(args.ues)
     if not 0 < args.duration_s <= 30 * 24 * 3600:
         raise InputError(SOURCE, f"--duration-s must be > 0 (and at most 30 days), "
                                  f"got {args.duration_s}", field="duration_s")
-    cls = OPEN_LOOP_KINDS[args.kind]
     fields = _kind_fields()[args.kind]
     params = {}
     for key, value in vars(args).items():
@@ -118,10 +117,7 @@ def _gen(args) -> int:
             raise InputError(SOURCE, f"--{name.replace('_', '-')} does not apply to "
                                      f"--kind {args.kind}", field=name)
         params[name] = value
-    try:
-        workload = cls(**params)
-    except ValueError as exc:
-        raise InputError(SOURCE, str(exc), field="kind options") from None
+    workload = make_open_loop(args.kind, params, source=SOURCE)
     units_out = args.units_out
     if units_out is None and args.kind in ("gaming", "web"):
         units_out = (args.out[:-4] if args.out.endswith(".csv") else args.out) + ".units.csv"

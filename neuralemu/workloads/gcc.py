@@ -301,6 +301,16 @@ class GccParams:
     feedback_delay_ms: float = 20.0        # report -> sender (return path)
     forward_delay_ms: float = 10.0         # sender -> gNB (wired path)
 
+    def __post_init__(self) -> None:
+        if self.fps <= 0 or self.feedback_interval_ms <= 0 or self.pacing_factor <= 0:
+            raise ValueError("fps, feedback_interval_ms and pacing_factor must be > 0")
+        if not 0 < self.min_bitrate_bps <= self.start_bitrate_bps <= self.max_bitrate_bps:
+            raise ValueError("need 0 < min_bitrate_bps <= start_bitrate_bps <= max_bitrate_bps")
+        if not 1 <= self.packet_bytes <= 1500 or self.frame_size_sigma < 0:
+            raise ValueError("need 1 <= packet_bytes <= 1500 and frame_size_sigma >= 0")
+        if self.feedback_delay_ms < 0 or self.forward_delay_ms < 0:
+            raise ValueError("delays must be >= 0")
+
 
 class GccSender(ClosedLoopSource):
     """A 30 fps video sender whose bitrate follows GCC; a ``TrafficSource`` for the engine."""
@@ -310,10 +320,6 @@ class GccSender(ClosedLoopSource):
         p = params or GccParams()
         super().__init__(ue, direction, forward_delay_us=int(p.forward_delay_ms * 1000),
                          feedback_delay_us=int(p.feedback_delay_ms * 1000))
-        if p.fps <= 0 or p.feedback_interval_ms <= 0 or p.pacing_factor <= 0:
-            raise ValueError("fps, feedback_interval_ms and pacing_factor must be > 0")
-        if not (0 < p.min_bitrate_bps <= p.start_bitrate_bps <= p.max_bitrate_bps):
-            raise ValueError("need 0 < min_bitrate <= start_bitrate <= max_bitrate")
         self.params = p
         self._rng = ue_rng(seed, ue, 7)
         self._interval_us = int(p.feedback_interval_ms * 1000)

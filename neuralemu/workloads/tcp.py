@@ -43,6 +43,18 @@ class TcpParams:
     start_s: float = 0.0
     flow_bytes: int | None = None      # None: backlogged forever; else a finite transfer
 
+    def __post_init__(self) -> None:
+        if self.cc not in ("cubic", "reno"):
+            raise ValueError(f"cc must be cubic or reno, got {self.cc!r}")
+        if self.mss_bytes < 1 or self.header_bytes < 0 or self.mss_bytes + self.header_bytes > 1500:
+            raise ValueError("need mss_bytes >= 1 and mss_bytes + header_bytes <= 1500")
+        if self.initial_cwnd < 1 or self.max_window_bytes < self.mss_bytes:
+            raise ValueError("need initial_cwnd >= 1 and max_window_bytes >= mss_bytes")
+        if self.forward_delay_ms < 0 or self.ack_delay_ms < 0 or self.start_s < 0:
+            raise ValueError("delays and start_s must be >= 0")
+        if self.flow_bytes is not None and self.flow_bytes < 1:
+            raise ValueError("flow_bytes must be >= 1 (or None for a backlogged flow)")
+
 
 class TcpLikeSource(ClosedLoopSource):
     """A ``TrafficSource`` for the engine; see the module docstring."""
@@ -54,10 +66,6 @@ class TcpLikeSource(ClosedLoopSource):
         p = params or TcpParams()
         super().__init__(ue, direction, forward_delay_us=int(p.forward_delay_ms * 1000),
                          feedback_delay_us=int(p.ack_delay_ms * 1000))
-        if p.cc not in ("cubic", "reno"):
-            raise ValueError(f"cc must be cubic or reno, got {p.cc!r}")
-        if p.mss_bytes < 1 or p.mss_bytes + p.header_bytes > 1500 or p.initial_cwnd < 1:
-            raise ValueError("need 1 <= mss + headers <= 1500 and initial_cwnd >= 1")
         self.params = p
         self.packet_bytes = p.mss_bytes + p.header_bytes
         self.cwnd = float(p.initial_cwnd)
