@@ -177,3 +177,21 @@ def slot_bytes_to_mahimahi(bytes_per_slot: np.ndarray, slot_us: float) -> np.nda
     lines_upto = np.cumsum(bytes_ms) // MTU_BYTES
     lines = np.diff(lines_upto, prepend=0)
     return np.repeat(np.arange(bytes_ms.size, dtype=np.int64), lines)
+
+
+def mahimahi_slot_table(ms: np.ndarray, mu: int, source: str = "") -> "pd.DataFrame":
+    """A per-slot table ``slot, t_us, bytes`` (int64) of a Mahimahi trace at numerology ``mu``.
+
+    attrs: ``mu``, ``slot_us``, ``source``. This is what ``neuralemu ingest``
+    stores for a Mahimahi trace (Parquet kind ``slot_bytes``).
+    """
+    import pandas as pd
+
+    from neuralemu.nr import slot_duration_us
+
+    slot_us = int(slot_duration_us(mu))
+    per_slot = mahimahi_to_slot_bytes(ms, slot_us)
+    slot = np.arange(per_slot.size, dtype=np.int64)
+    df = pd.DataFrame({"slot": slot, "t_us": slot * slot_us, "bytes": per_slot})
+    df.attrs.update(mu=int(mu), slot_us=slot_us, source=str(source))
+    return df
