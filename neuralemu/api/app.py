@@ -227,7 +227,9 @@ def create_app(*, token: str | None = None, runner: EngineRunner | None = None,
             cell = snap.get("cell") or {}
             return {"scenario_id": snap.get("scenario_id"), "state": snap.get("state", "idle"),
                     "slot": snap.get("slot", 0), "t_us": snap.get("t_us", 0),
-                    "config": cell.get("config"), "prb_utilization": cell.get("prb_utilization", 0.0),
+                    "config": cell.get("config"), "slot_us": cell.get("slot_us"),
+                    "prbs_total": cell.get("prbs_total"),
+                    "prb_utilization": cell.get("prb_utilization", 0.0),
                     "policy": snap.get("policy"), "background": snap.get("background"),
                     "slot_lateness_us": snap.get("slot_lateness_us", {}),
                     "decision_time_us": snap.get("decision_time_us", {})}

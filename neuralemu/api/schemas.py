@@ -113,6 +113,8 @@ class CellOut(BaseModel):
     slot: int
     t_us: int
     config: dict | None
+    slot_us: int | None = None
+    prbs_total: int | None = None
     prb_utilization: float
     policy: dict | None
     background: dict | None
