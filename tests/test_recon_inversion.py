@@ -77,7 +77,7 @@ def test_bursts_split_on_silence_and_class_periodic():
 
 
 def test_classes_bulk_and_signalling():
-    rows = rr_user(21, range(0, 1500), tbs_bits=40000)           # 1.5 s busy: bulk
+    rows = rr_user(21, range(0, 3500, 2), tbs_bits=40000)        # 3.5 s busy: bulk
     rows += rr_user(22, [3000, 3001, 9000], tbs_bits=800)        # a few small grants: signalling
     irregular = np.cumsum(np.random.default_rng(1).exponential(150, 30)).astype(int) + 5000
     rows += rr_user(23, sorted(set(irregular.tolist())), tbs_bits=24000)
