@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 from pathlib import Path
@@ -85,27 +86,32 @@ class CsvFile:
         n_rows = len(self.data_lines)
         chunked = show_progress and n_rows > PROGRESS_MIN_ROWS
         try:
-            reader = pd.read_csv(io.BytesIO(self.data), skiprows=self.repeated_header_lines,
-                                 usecols=cols, dtype=dtypes, engine="c", quoting=csv.QUOTE_NONE,
-                                 keep_default_na=False, na_values=[""], skip_blank_lines=True,
-                                 encoding="utf-8", on_bad_lines="error",
-                                 chunksize=PROGRESS_CHUNK_ROWS if chunked else None)
-            if chunked:
-                parts = []
-                with progress(total=n_rows, desc=f"parsing {Path(self.source).name}",
-                              unit="row", unit_scale=True) as bar:
-                    for part in reader:
-                        parts.append(part)
-                        bar.update(len(part))
-                df = pd.concat(parts, ignore_index=True)
-            else:
-                df = reader
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return self._read(dtypes, cols, chunked, n_rows)
         except (ValueError, TypeError, OverflowError, pd.errors.ParserError, UnicodeDecodeError) as exc:
             self.diagnose(dtypes, cols)
             raise InputError(self.source, f"cannot parse CSV: {_short(exc)}") from None
-        if len(df) != len(self.data_lines):  # should not happen: the scan and pandas disagree
-            raise InputError(self.source, f"parsed {len(df)} rows but found {len(self.data_lines)} "
-                             "data lines (stray quote or blank-looking line?)")
+
+    def _read(self, dtypes: dict[str, str], cols: list[str], chunked: bool, n_rows: int) -> pd.DataFrame:
+        reader = pd.read_csv(io.BytesIO(self.data), skiprows=self.repeated_header_lines,
+                             usecols=cols, dtype=dtypes, engine="c", quoting=csv.QUOTE_NONE,
+                             keep_default_na=False, na_values=[""], skip_blank_lines=True,
+                             encoding="utf-8", on_bad_lines="error",
+                             chunksize=PROGRESS_CHUNK_ROWS if chunked else None)
+        if chunked:
+            parts = []
+            with progress(total=n_rows, desc=f"parsing {Path(self.source).name}",
+                          unit="row", unit_scale=True) as bar:
+                for part in reader:
+                    parts.append(part)
+                    bar.update(len(part))
+            df = pd.concat(parts, ignore_index=True)
+        else:
+            df = reader
+        if len(df) != n_rows:  # the byte scan and pandas disagree (e.g. a lone CR)
+            raise InputError(self.source, f"parsed {len(df)} rows but found {n_rows} data lines "
+                             "(stray carriage return?)")
         return df
 
     def diagnose(self, dtypes: dict[str, str], cols: list[str]) -> None:
@@ -151,6 +157,12 @@ def scan_csv(data: bytes, source: str, *,
     """
     check_text(data, source)
     arr = np.frombuffer(data, dtype=np.uint8)
+    crs = np.flatnonzero(arr == _CR)
+    if crs.size:
+        lone = crs[(crs + 1 >= len(arr)) | (arr[np.minimum(crs + 1, len(arr) - 1)] != _NL)]
+        if lone.size:
+            raise InputError(source, "stray carriage return inside a line",
+                             line=data.count(b"\n", 0, int(lone[0])) + 1)
     newlines = np.flatnonzero(arr == _NL)
     starts = np.concatenate(([0], newlines + 1))
     ends = np.concatenate((newlines, [len(data)]))

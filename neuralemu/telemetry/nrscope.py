@@ -164,6 +164,7 @@ def read_nrscope(path: str | Path, mu: int | None = None, *, show_progress: bool
     if bad is not None:
         row, field, message = bad
         value = raw[field].iloc[row]
+        value = value.item() if isinstance(value, np.generic) else value
         raise InputError(source, f"{message}, got {value!r}", line=csvf.line_of(row), field=field)
     if mu is None:
         mu = mu_from_slot_index(int(slot_index.max()))

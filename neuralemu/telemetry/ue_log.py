@@ -49,7 +49,9 @@ def read_ue_log(path: str | Path) -> pd.DataFrame:
     for bad, field, message in sorted(checks, key=lambda c: int(np.argmax(c[0])) if c[0].any() else len(raw)):
         if bad.any():
             row = int(np.argmax(bad))
-            raise InputError(source, f"{message}, got {raw[field].iloc[row]!r}",
+            value = raw[field].iloc[row]
+            value = value.item() if isinstance(value, np.generic) else value
+            raise InputError(source, f"{message}, got {value!r}",
                              line=csvf.line_of(row), field=field)
 
     order = np.argsort(raw["t_us"].to_numpy(), kind="stable")
