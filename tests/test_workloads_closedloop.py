@@ -145,3 +145,16 @@ def test_factory_builds_sources_and_names_bad_fields():
     with pytest.raises(InputError) as exc:
         make_open_loop("video", {})
     assert exc.value.field == "kind"
+
+
+def test_gcc_startup_probing_reaches_the_capacity_quickly():
+    link = FakeBottleneck(10e6, queue_limit_bytes=300_000)
+    probed = GccSender(1, params=GccParams(start_bitrate_bps=300e3))
+    link.run(2000, [probed])
+    link = FakeBottleneck(10e6, queue_limit_bytes=300_000)
+    plain = GccSender(1, params=GccParams(start_bitrate_bps=300e3, probing=False))
+    link.run(2000, [plain])
+    # exponential probing finds several Mbps within the first second; without it GCC
+    # climbs at 8 % per second from 300 kbps
+    assert probed.bitrate_series().target_bitrate_bps.iloc[-15:].mean() > 2.5e6
+    assert plain.bitrate_series().target_bitrate_bps.iloc[-15:].mean() < 0.5e6

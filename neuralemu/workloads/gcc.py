@@ -262,9 +262,12 @@ class LossBasedControl:
 
 
 class AckedBitrate:
-    """Receive rate from feedback over a sliding window (gcc-02 5.5: R_hat over 0.5 s)."""
+    """Receive rate from feedback over a sliding window (libwebrtc bitrate_estimator: the
+    first estimate over 500 ms, then over ``window_us``, 150 ms)."""
 
-    def __init__(self, window_us: int = 500_000) -> None:
+    INITIAL_WINDOW_US = 500_000
+
+    def __init__(self, window_us: int = 150_000) -> None:
         self.window_us = window_us
         self._samples: deque[tuple[int, int]] = deque()   # (t_received_us, size)
         self._bytes = 0
@@ -277,15 +280,62 @@ class AckedBitrate:
         self._bytes += size_bytes
 
     def rate_bps(self, now_received_us: int) -> float | None:
-        s = self._samples
-        while s and s[0][0] <= now_received_us - self.window_us:
-            self._bytes -= s.popleft()[1]
         if self._first_us is None:
             return None
-        span_us = min(self.window_us, now_received_us - self._first_us)
+        elapsed_us = now_received_us - self._first_us
+        window_us = self.INITIAL_WINDOW_US if elapsed_us < self.INITIAL_WINDOW_US else self.window_us
+        s = self._samples
+        while s and s[0][0] <= now_received_us - window_us:
+            self._bytes -= s.popleft()[1]
+        span_us = min(window_us, elapsed_us)
         if span_us < 100_000:
             return None
         return self._bytes * 8e6 / span_us
+
+
+class ProbeTracker:
+    """Probe clusters and their bitrate estimate (libwebrtc probe_bitrate_estimator).
+
+    Estimate = min(send rate, receive rate) of a cluster; when the receive rate
+    is below 90 % of the send rate the link is saturated and the estimate is
+    95 % of the receive rate. Needs at least 80 % of the cluster received.
+    """
+
+    def __init__(self) -> None:
+        self._clusters: list[dict] = []
+
+    @property
+    def n_clusters(self) -> int:
+        return len(self._clusters)
+
+    def new_cluster(self, rate_bps: float, n_packets: int) -> int:
+        self._clusters.append({"rate": rate_bps, "left": n_packets, "n": n_packets,
+                               "sent": [], "recv": []})
+        return len(self._clusters) - 1
+
+    def on_feedback(self, cid: int, t_send_us: int, size: int, t_received_us: int | None
+                    ) -> tuple[float, float | None] | None:
+        """Returns (probe rate, estimate or None) once the whole cluster is reported."""
+        c = self._clusters[cid]
+        c["left"] -= 1
+        c["sent"].append((t_send_us, size))
+        if t_received_us is not None:
+            c["recv"].append((t_received_us, size))
+        if c["left"] > 0:
+            return None
+        sent = sorted(c["sent"])
+        recv = sorted(c["recv"])
+        if len(recv) < 0.8 * c["n"] or len(recv) < 2:
+            return c["rate"], None
+        send_us = sent[-1][0] - sent[0][0]
+        recv_us = recv[-1][0] - recv[0][0]
+        if send_us <= 0 or recv_us <= 0 or send_us > 1e6 or recv_us > 1e6:
+            return c["rate"], None
+        send_bps = sum(sz for _, sz in sent[:-1]) * 8e6 / send_us
+        recv_bps = sum(sz for _, sz in recv[1:]) * 8e6 / recv_us
+        if recv_bps < 0.9 * send_bps:
+            return c["rate"], 0.95 * recv_bps
+        return c["rate"], min(send_bps, recv_bps)
 
 
 @dataclass(frozen=True)
@@ -300,6 +350,9 @@ class GccParams:
     feedback_interval_ms: float = 50.0     # transport-cc / RTCP report period
     feedback_delay_ms: float = 20.0        # report -> sender (return path)
     forward_delay_ms: float = 10.0         # sender -> gNB (wired path)
+    probing: bool = True                   # start-up probe clusters (libwebrtc ProbeController)
+    probe_duration_ms: float = 15.0        # one probe cluster
+    max_probes: int = 8                    # exponential probing stops after this many clusters
 
     def __post_init__(self) -> None:
         if self.fps <= 0 or self.feedback_interval_ms <= 0 or self.pacing_factor <= 0:
@@ -310,6 +363,8 @@ class GccParams:
             raise ValueError("need 1 <= packet_bytes <= 1500 and frame_size_sigma >= 0")
         if self.feedback_delay_ms < 0 or self.forward_delay_ms < 0:
             raise ValueError("delays must be >= 0")
+        if self.probe_duration_ms <= 0 or self.max_probes < 0:
+            raise ValueError("need probe_duration_ms > 0 and max_probes >= 0")
 
 
 class GccSender(ClosedLoopSource):
@@ -341,10 +396,30 @@ class GccSender(ClosedLoopSource):
         self._last_rx_us: int | None = None
         self._series: list[tuple[int, float, int, float, float, float]] = []
         self._rtt_us = 100_000.0
+        self._probes = ProbeTracker() if p.probing and p.max_probes > 0 else None
+        self._probe_seq: dict[int, int] = {}             # seq -> probe cluster id
 
     # -- sender clock: encoder + pacer ---------------------------------------
+    def _send_probe(self, t_us: float, rate_bps: float) -> None:
+        """A cluster of padding packets at ``rate_bps`` for ``probe_duration_ms`` (min 5 packets)."""
+        p = self.params
+        n = max(5, math.ceil(rate_bps * p.probe_duration_ms / 1000 / 8 / p.packet_bytes))
+        cid = self._probes.new_cluster(rate_bps, n)
+        t_send = max(t_us, self._pacer_free_us)
+        for _ in range(n):
+            self._sent[self._seq] = (int(t_send), p.packet_bytes)
+            self._probe_seq[self._seq] = cid
+            self._emit(t_send, self._seq, p.packet_bytes)
+            self._seq += 1
+            t_send += p.packet_bytes * 8e6 / rate_bps
+        self._pacer_free_us = t_send
+
     def _advance(self, t_us: int) -> None:
         p = self.params
+        if self._probes is not None and self._probes.n_clusters == 0 and t_us > 0:
+            # libwebrtc starts with two clusters at 3x and 6x the start bitrate
+            self._send_probe(0, 3 * p.start_bitrate_bps)
+            self._send_probe(0, 6 * p.start_bitrate_bps)
         while self._next_frame_us < t_us:
             t_frame = self._next_frame_us
             mean_bytes = self.target_bps / 8 / p.fps
@@ -375,6 +450,11 @@ class GccSender(ClosedLoopSource):
         if sent is None:
             return
         t_send, size = sent
+        cid = self._probe_seq.pop(seq, None)
+        if cid is not None:
+            result = self._probes.on_feedback(cid, t_send, size, t_received_us)
+            if result is not None:
+                self._on_probe_result(t_us, cid, *result)
         if t_received_us is None:
             self._batch_lost += 1
             return
@@ -402,6 +482,22 @@ class GccSender(ClosedLoopSource):
         self.loss_control.rate_bps = min(loss_bps, delay_bps)
         self.target_bps = self.loss_control.rate_bps
         self._batch_received = self._batch_lost = 0
+
+    def _on_probe_result(self, t_us: int, cid: int, probe_rate_bps: float,
+                         estimate_bps: float | None) -> None:
+        p = self.params
+        if estimate_bps is None:
+            return
+        estimate_bps = min(estimate_bps, p.max_bitrate_bps)
+        if estimate_bps > self.delay_control.rate_bps:
+            self.delay_control.rate_bps = estimate_bps
+            self.delay_control.last_change_us = t_us
+            self.loss_control.rate_bps = max(self.loss_control.rate_bps, estimate_bps)
+            self.target_bps = min(self.delay_control.rate_bps, self.loss_control.rate_bps)
+        # exponential probing: go on while the link absorbed at least 70 % of the probe
+        if (cid == self._probes.n_clusters - 1 and estimate_bps >= 0.7 * probe_rate_bps
+                and estimate_bps < p.max_bitrate_bps and self._probes.n_clusters < p.max_probes):
+            self._send_probe(t_us, 2 * estimate_bps)
 
     # -- outputs ---------------------------------------------------------------
     def bitrate_series(self) -> pd.DataFrame:
