@@ -29,14 +29,16 @@ def test_cell_inferred(toy):
 
 def test_samples_match_dcis(toy):
     dci, _, cell, ds = toy
-    assert len(ds) == 600 and ds.user_x.shape == (600, 6, F.N_USER_FEATURES)
+    full = dci[dci.is_retx].groupby("slot").prb_count.sum() >= cell.prbs_total["dl"]
+    n = 600 - int(dci.slot.min()) - int(full.sum())   # no decision when retx fill the slot
+    assert len(ds) == n and ds.user_x.shape == (n, 6, F.N_USER_FEATURES)
     assert np.isfinite(ds.user_x).all() and np.isfinite(ds.cell_x).all()
     new = dci[~dci.is_retx]
     assert ds.sched.sum() == len(new)
     assert ds.prbs.sum() == new.prb_count.sum()
     assert ds.tbs_bits.sum() == new.tbs_bits.sum()
     retx_prbs = dci[dci.is_retx].groupby("slot").prb_count.sum()
-    for slot, prbs in retx_prbs.items():
+    for slot, prbs in retx_prbs[retx_prbs < cell.prbs_total["dl"]].items():
         i = int(np.flatnonzero(ds.slot == slot)[0])
         assert ds.prbs_available[i] == cell.prbs_total["dl"] - prbs
     assert (ds.prbs.sum(axis=1) <= ds.prbs_available).all()

@@ -53,6 +53,9 @@ def test_numpy_runtime_matches_torch(n_users):
     ux = rng.normal(size=(n_users, F.N_USER_FEATURES)).astype(np.float32) * 2
     cx = rng.normal(size=F.N_CELL_FEATURES).astype(np.float32)
     sl, sh, ml = rt.forward(ux, cx)
+    fast = rt.forward_fast(ux, cx)
+    for a, b in zip((sl, sh, ml), fast):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
     with torch.no_grad():
         u = torch.from_numpy((ux - bundle.user_mean) / bundle.user_std)[None]
         c = torch.from_numpy((cx - bundle.cell_mean) / bundle.cell_std)[None]

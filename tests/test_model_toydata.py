@@ -39,9 +39,11 @@ def toy_telemetry(*, n_ues: int = 6, n_slots: int = 3000, seed: int = 0, rule: s
         for j in range(n_ues):
             log_rows.append((t, int(ids[j]), "dl", int(buf[j]), int(cqi[j])))
         avail = prbs_total
+        busy = set()
         for p in [p for p in pending if p[0] == s]:
             pending.remove(p)
             _, j, prbs, mcs, tbs, h = p
+            busy.add(j)
             dci_rows.append((s, t, int(ids[j]), "dl", 0, prbs, 13, 1, 29, table, 0, 0, h, 0, 2,
                              True, True))
             avail -= prbs
@@ -49,7 +51,8 @@ def toy_telemetry(*, n_ues: int = 6, n_slots: int = 3000, seed: int = 0, rule: s
         bits_prb = 12 * 12 * mcs_info.spectral_efficiency(table, la)
         se = mcs_info.cqi_spectral_efficiency(table, cqi)
         metric = se / avg if rule == "pf" else se
-        order = [j for j in np.argsort(-metric, kind="stable") if buf[j] > 0][:max_ues]
+        order = [j for j in np.argsort(-metric, kind="stable")
+                 if buf[j] > 0 and j not in busy][:max_ues]
         served = np.zeros(n_ues)
         start = 0
         for j in order:

@@ -11,7 +11,8 @@ targets read from the DCIs of that slot:
   the carrier minus the PRBs already taken by retransmissions and by users
   missing from the UE log, exactly what ``SlotContext.prbs_available`` means;
 * ``mcs``: its MCS index (-1 when not scheduled);
-* ``retx``: the user got a retransmission in this slot (diagnostic).
+* ``retx``: always False for candidates: a user with a retransmission in the
+  slot is busy and not a candidate, as in the engine (kept for diagnostics).
 
 History features come from :class:`features.HistoryTracker`, fed slot by slot
 with the telemetry's new transmissions, the same way the learned policy feeds
@@ -332,10 +333,19 @@ def _build_direction(rows: pd.DataFrame, log: pd.DataFrame, cell: CellConfig, d:
                                             "tbs", "ue", "avail", "sym", "layers", "k", "buf",
                                             "cqi", "avg", "since")}
     for k in range(len(slots)):
-        act = np.flatnonzero(attached[k])
-        if act.size == 0:
-            continue
         a, b = lo[k], hi[k]
+        # users with a retransmission this slot are busy (not candidates, as in the engine);
+        # their PRBs, and those of users missing from the UE log, are not available
+        busy = np.zeros(n_ues + 1, dtype=bool)
+        taken = 0
+        for i in range(a, b):
+            if r_retx[i] or r_col[i] < 0:
+                taken += int(r_prbs[i])
+                busy[r_col[i]] = r_retx[i]
+        avail = max(prbs_total - taken, 0)
+        act = np.flatnonzero(attached[k] & ~busy[:n_ues])
+        if act.size == 0 or avail <= 0:
+            continue
         pos = int(slots[k] % period)
         symbols = int(cell.symbols[d][str(pos)])
         slot_type = cell.slot_types[d][str(pos)]
@@ -355,13 +365,9 @@ def _build_direction(rows: pd.DataFrame, log: pd.DataFrame, cell: CellConfig, d:
         retx = np.zeros(n, dtype=bool)
         tbs = np.zeros(n)
         layers = np.full(n, default_layers, dtype=np.int64)
-        taken = 0
         for i in range(a, b):
             u = pos_in_act[r_col[i]] if r_col[i] >= 0 else -1
             if r_retx[i] or u < 0:
-                taken += int(r_prbs[i])
-                if u >= 0:
-                    retx[u] = True
                 continue
             sched[u] = 1.0
             prbs[u] += r_prbs[i]
@@ -369,7 +375,6 @@ def _build_direction(rows: pd.DataFrame, log: pd.DataFrame, cell: CellConfig, d:
                 mcs[u] = min(int(r_mcs[i]), top)
                 layers[u] = r_layers[i]
             tbs[u] += r_tbs[i]
-        avail = max(prbs_total - taken, 0)
         ids = ue_ids[act]
         rws = tracker.rows(ids)
         ux = F.user_features(rows=rws, tracker=tracker, slot=int(slots[k]), t_us=float(t_slot[k]),

@@ -13,8 +13,12 @@ done once at load time:
 * the attention scale ``1/sqrt(d_head)`` is folded into the query weights;
 * the three heads are one matrix.
 
-``tests/test_model_runtime.py`` checks that the outputs match the torch model
-(``allclose``). :func:`allocate` turns the outputs into PRBs and MCS under the
+:meth:`Runtime.forward` is the readable numpy version; :meth:`Runtime.forward_fast`
+runs the same folded math in one numba-compiled function (matrix products
+still go to BLAS; LayerNorm, softmax and the element-wise work become loops, so
+a slot costs one call instead of ~60 numpy calls). It falls back to the numpy
+version where numba is missing. ``tests/test_model_runtime.py`` checks that
+both match the torch model (``allclose``). :func:`allocate` turns the outputs into PRBs and MCS under the
 slot's constraints; the policy and the evaluation both use it.
 """
 
@@ -25,6 +29,11 @@ import math
 import numpy as np
 
 from neuralemu.scheduler_model.bundle import Bundle
+
+try:
+    from numba import njit
+except ImportError:  # pragma: no cover - numba is a project dependency (the cell kernel)
+    njit = None
 
 LN_EPS = 1e-5   # torch.nn.LayerNorm default
 
@@ -76,6 +85,9 @@ class Runtime:
         heads_b = np.concatenate([w["sched_head.bias"], w["share_head.bias"], w["mcs_head.bias"]])
         self.w_heads, self.b_heads = self._fold_ln(w["ln_f.weight"], w["ln_f.bias"], heads_w,
                                                    heads_b)
+        self.b_in = self.b_in.astype(np.float32)
+        self.b_cell = self.b_cell.astype(np.float32)
+        self._blocks_tuple = tuple(self.blocks)
 
     @staticmethod
     def _fold_ln(gain, bias, weight, lin_bias):
@@ -103,6 +115,115 @@ class Runtime:
             x = x + np.maximum(_normalise(x) @ w_fc + b_fc, 0.0) @ w_out + b_out
         out = _normalise(x) @ self.w_heads + self.b_heads               # [T, 2 + n_mcs]
         return out[:n, 0], out[:, 1], out[:n, 2:]
+
+    def forward_fast(self, user_x: np.ndarray, cell_x: np.ndarray):
+        """Same outputs as :meth:`forward`, from the compiled kernel when numba is present."""
+        if _forward_kernel is None:
+            return self.forward(user_x, cell_x)
+        n = user_x.shape[0]
+        out = _forward_kernel(np.ascontiguousarray(user_x, dtype=np.float32),
+                              np.ascontiguousarray(cell_x, dtype=np.float32), self.w_in, self.b_in,
+                              self.w_hid, self.b_hid, self.w_cell, self.b_cell, self.unused,
+                              self._blocks_tuple, self.w_heads, self.b_heads, self.n_heads)
+        return out[:n, 0], out[:, 1], out[:n, 2:]
+
+
+def _layer_norm_loops(x, out):
+    """out = (x - mean) / sqrt(var + eps) per row (gain and bias are folded elsewhere)."""
+    t, d = x.shape
+    for i in range(t):
+        m = 0.0
+        for j in range(d):
+            m += x[i, j]
+        m /= d
+        v = 0.0
+        for j in range(d):
+            z = x[i, j] - m
+            v += z * z
+        r = 1.0 / np.sqrt(v / d + LN_EPS)
+        for j in range(d):
+            out[i, j] = (x[i, j] - m) * r
+
+
+def _forward_loops(user_x, cell_x, w_in, b_in, w_hid, b_hid, w_cell, b_cell, unused, blocks,
+                   w_heads, b_heads, n_heads):
+    """:meth:`Runtime.forward` written for numba: returns [T, 2 + n_mcs]."""
+    n = user_x.shape[0]
+    d = w_hid.shape[0]
+    t = n + 1
+    dh = d // n_heads
+    h1 = np.dot(user_x, w_in)
+    for i in range(n):
+        for j in range(h1.shape[1]):
+            z = h1[i, j] + b_in[j]
+            h1[i, j] = z if z > 0.0 else 0.0
+    h2 = np.dot(h1, w_hid)
+    c = np.dot(cell_x, w_cell)
+    x = np.empty((t, d), dtype=np.float32)
+    for j in range(d):
+        cj = c[j] + b_cell[j]
+        for i in range(n):
+            x[i, j] = h2[i, j] + b_hid[j] + cj
+        x[n, j] = unused[j] + cj
+    a = np.empty((t, d), dtype=np.float32)
+    q = np.empty((t, dh), dtype=np.float32)
+    kt = np.empty((dh, t), dtype=np.float32)
+    v = np.empty((t, dh), dtype=np.float32)
+    y = np.empty((t, d), dtype=np.float32)
+    for w_qkv, b_qkv, w_proj, b_proj, w_fc, b_fc, w_out, b_out in blocks:
+        _layer_norm_jit(x, a)
+        qkv = np.dot(a, w_qkv)
+        for h in range(n_heads):
+            o = h * dh
+            for i in range(t):
+                for j in range(dh):
+                    q[i, j] = qkv[i, o + j] + b_qkv[o + j]
+                    kt[j, i] = qkv[i, d + o + j] + b_qkv[d + o + j]
+                    v[i, j] = qkv[i, 2 * d + o + j] + b_qkv[2 * d + o + j]
+            att = np.dot(q, kt)
+            for i in range(t):
+                mx = att[i, 0]
+                for j in range(1, t):
+                    mx = max(mx, att[i, j])
+                s = 0.0
+                for j in range(t):
+                    e = np.exp(att[i, j] - mx)
+                    att[i, j] = e
+                    s += e
+                for j in range(t):
+                    att[i, j] /= s
+            yh = np.dot(att, v)
+            for i in range(t):
+                for j in range(dh):
+                    y[i, o + j] = yh[i, j]
+        p = np.dot(y, w_proj)
+        for i in range(t):
+            for j in range(d):
+                x[i, j] += p[i, j] + b_proj[j]
+        _layer_norm_jit(x, a)
+        f = np.dot(a, w_fc)
+        for i in range(t):
+            for j in range(f.shape[1]):
+                z = f[i, j] + b_fc[j]
+                f[i, j] = z if z > 0.0 else 0.0
+        p = np.dot(f, w_out)
+        for i in range(t):
+            for j in range(d):
+                x[i, j] += p[i, j] + b_out[j]
+    _layer_norm_jit(x, a)
+    out = np.dot(a, w_heads)
+    for i in range(t):
+        for j in range(out.shape[1]):
+            out[i, j] += b_heads[j]
+    return out
+
+
+if njit is not None:
+    _layer_norm_jit = njit(cache=True)(_layer_norm_loops)
+    _forward_kernel = njit(cache=True)(_forward_loops)
+else:  # pragma: no cover
+    _layer_norm_jit = _layer_norm_loops
+    _forward_kernel = None
 
 
 def allocate(sched_logit: np.ndarray, share_logit: np.ndarray, mcs_logit: np.ndarray, *,

@@ -1,0 +1,126 @@
+"""The ``learned`` policy: a trained ``.nemu`` model behind the engine's Policy interface.
+
+Per slot and direction: the user features are computed with
+:mod:`features` from the engine's :class:`UeFeatures` (buffer, CQI, SINR,
+pending HARQ retransmissions) and this policy's own :class:`HistoryTracker`
+(fed in :meth:`observe` with the allocation the engine actually applied, as
+the dataset feeds it with the telemetry's grants); the numpy
+:class:`Runtime` runs the model; :func:`allocate` turns its outputs into PRBs
+and MCS within the slot's PRBs, user limit and MCS table. A direction the model
+never saw in training gets an empty allocation. Layers: the most common layer
+count in training, capped at ``ctx.max_layers``.
+
+Modes: ``deterministic`` (argmax; the default) or ``sample`` (Bernoulli
+scheduling and MCS drawn from the model's distribution, seeded).
+
+Importing this module (or calling ``register()``) adds ``learned`` to the engine's policy registry
+(``make_policy("learned", model="m.nemu", mode=..., seed=...)``); ``cell``
+never imports this module.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from neuralemu.cell.policy import Allocation, SlotContext, UeFeatures
+from neuralemu.errors import InputError
+from neuralemu.scheduler_model import features as F
+from neuralemu.scheduler_model import mcs_info
+from neuralemu.scheduler_model.bundle import Bundle, load_bundle
+from neuralemu.scheduler_model.runtime import Runtime, allocate
+
+MODES = ("deterministic", "sample")
+
+
+class LearnedPolicy:
+    name = "learned"
+
+    def __init__(self, model: str | Path | Bundle, *, mode: str = "deterministic",
+                 seed: int = 0) -> None:
+        if mode not in MODES:
+            raise InputError("policy learned", f"mode must be one of {list(MODES)}, got {mode!r}",
+                             field="mode")
+        self.bundle = model if isinstance(model, Bundle) else load_bundle(model)
+        self.runtime = Runtime(self.bundle)
+        self.mode = mode
+        self.rng = np.random.default_rng(seed) if mode == "sample" else None
+        self.trackers = {d: F.HistoryTracker() for d in self.bundle.cell.directions}
+        self.use_sinr = self.bundle.cell.use_sinr
+        self.last_decision_us = 0.0
+        self._rows: dict[str, np.ndarray] = {}
+        self._keep: dict[str, np.ndarray | None] = {}
+
+    def _candidates(self, ues: UeFeatures) -> np.ndarray | None:
+        """Indices of the users the model sees (all, or the 64 fullest buffers)."""
+        if len(ues) <= F.MAX_USERS:
+            return None
+        return np.sort(np.argsort(-ues.buffer_bytes, kind="stable")[:F.MAX_USERS])
+
+    def decide(self, ctx: SlotContext, ues: UeFeatures) -> Allocation:
+        t0 = time.perf_counter()
+        n_all = len(ues)
+        alloc = Allocation.empty(n_all)
+        tracker = self.trackers.get(ctx.direction)
+        if tracker is None or n_all == 0 or ctx.prbs_available <= 0 or ctx.max_ues <= 0:
+            return alloc
+        keep = self._candidates(ues)
+        sel = (lambda a: a) if keep is None else (lambda a: a[keep])
+        ids = sel(ues.ue_id)
+        rows = tracker.rows(ids)
+        table = ctx.mcs_table
+        cell = self.bundle.cell
+        layers = max(1, min(cell.layers.get(ctx.direction, 1), ctx.max_layers))
+        user_x = F.user_features(
+            rows=rows, tracker=tracker, slot=ctx.slot, t_us=ctx.t_us, direction=ctx.direction,
+            buffer_bytes=sel(ues.buffer_bytes), cqi=sel(ues.cqi),
+            sinr_db=sel(ues.sinr_db) if self.use_sinr else None,
+            pending_retx=sel(ues.pending_retx), prbs_available=ctx.prbs_available,
+            prbs_total=ctx.prbs_total, symbols=ctx.symbols, layers=layers, mcs_table=table)
+        cell_x = F.cell_features(direction=ctx.direction, slot_type=ctx.slot_type,
+                                 prbs_available=ctx.prbs_available, prbs_total=ctx.prbs_total,
+                                 symbols=ctx.symbols, n_users=len(ids),
+                                 max_ues=cell.max_ues.get(ctx.direction, ctx.max_ues))
+        sl, sh, ml = self.runtime.forward_fast(user_x, cell_x)
+        prbs, mcs = allocate(sl, sh, ml, prbs_available=int(ctx.prbs_available),
+                             max_ues=int(ctx.max_ues), mcs_top=mcs_info.top_mcs(table), rng=self.rng)
+        if keep is None:
+            alloc.prbs, alloc.mcs = prbs, mcs
+        else:
+            alloc.prbs[keep], alloc.mcs[keep] = prbs, mcs
+        alloc.layers[:] = layers
+        self.last_decision_us = (time.perf_counter() - t0) * 1e6
+        alloc.info["decision_us"] = self.last_decision_us
+        return alloc
+
+    def observe(self, ctx: SlotContext, ues: UeFeatures, alloc: Allocation) -> None:
+        """Update the history features with what the engine applied (after clamping)."""
+        tracker = self.trackers.get(ctx.direction)
+        if tracker is None or len(ues) == 0:
+            return
+        prbs = np.asarray(alloc.prbs, dtype=np.int64)
+        if not (prbs > 0).any():
+            return
+        rows = tracker.rows(np.asarray(ues.ue_id, dtype=np.int64))
+        mcs = np.asarray(alloc.mcs, dtype=np.int64)
+        bits = F.raw_bits(prbs, ctx.symbols, alloc.layers, mcs, ctx.mcs_table)
+        tracker.update(rows, ctx.slot, ctx.t_us, prbs, mcs, bits)
+
+
+def make_learned_policy(model: str | Path | Bundle | None = None, mode: str = "deterministic",
+                        seed: int = 0) -> LearnedPolicy:
+    if model is None:
+        raise InputError("policy learned", "needs a model: a .nemu file from `neuralemu train`",
+                         field="model")
+    return LearnedPolicy(model, mode=mode, seed=seed)
+
+
+def register() -> None:
+    """Add ``learned`` to the engine's policy registry (idempotent)."""
+    from neuralemu.cell import register_policy
+    register_policy("learned", make_learned_policy)
+
+
+register()
