@@ -424,6 +424,14 @@ class Engine:
     def set_channel_offset_db(self, ue_id: int, db: float) -> None:
         self._uf[K.UF_OFFSET_DB, self._index(ue_id)] = float(db)
 
+    def set_priority(self, ue_id: int, priority: float) -> None:
+        """Scheduling weight of a user (pf multiplies its metric by it)."""
+        if not float(priority) > 0:
+            raise InputError("engine", "priority must be > 0", field="priority")
+        self._uf[K.UF_PRIO, self._index(ue_id)] = float(priority)
+        self._ue_cfg[int(ue_id)] = self._ue_cfg[int(ue_id)].model_copy(
+            update={"priority": float(priority)})
+
     def set_queue_limit(self, ue_id: int, direction: str, limit_bytes: int) -> None:
         if int(limit_bytes) < 0:
             raise InputError("engine", "queue limit must be >= 0", field="queue_limit_bytes")
@@ -704,6 +712,32 @@ class Engine:
         df["mcs_table"] = df["mcs_table"].astype("str")
         df.attrs.update({"mu": self.mu, "slot_us": self.slot_us, "source": "neuralemu engine"})
         return df
+
+    def canonical_dci_table(self) -> pd.DataFrame:
+        """The recorded DCIs in the canonical telemetry schema (no ``ok``/``bytes`` columns)."""
+        df = self.dci_log()
+        cols = ["slot", "t_us", "rnti", "direction", "prb_start", "prb_count", "symbols", "layers",
+                "mcs", "mcs_table", "tbs_bits", "n_re", "harq_id", "ndi", "rv", "is_retx", "valid"]
+        out = df[cols].copy()
+        out.attrs.update(df.attrs)
+        return out
+
+    def ue_snapshot(self) -> dict[str, np.ndarray]:
+        """Vectorised per-(user, direction) state now: ue, direction code, buffer_bytes
+        (untransmitted RLC bytes: gNB queue for dl, UE buffer for ul), cqi, sinr_db."""
+        n = int(self._gs[K.GS_NCAP])
+        di, df = self._di[:, :, :n], self._df[:, :, :n]
+        act = (di[K.DI_ACTIVE] == 1) & (self._ui[K.UI_ATTACHED, :n] == 1)[None, :]
+        d_idx, u_idx = np.nonzero(act)
+        order = np.lexsort((d_idx, u_idx))
+        d_idx, u_idx = d_idx[order], u_idx[order]
+        return {
+            "ue": self._ui[K.UI_ID, u_idx],
+            "direction": d_idx,
+            "buffer_bytes": di[K.DI_ENQ_OFF, d_idx, u_idx] - di[K.DI_TX_OFF, d_idx, u_idx],
+            "cqi": di[K.DI_CQI, d_idx, u_idx],
+            "sinr_db": self._uf[K.UF_SINR_DB, u_idx] + df[K.DF_DIR_OFF_DB, d_idx, u_idx],
+        }
 
     def stats(self) -> dict[int, dict[str, dict]]:
         """Per-user snapshot: {ue_id: {"dl": {...}, "ul": {...}}}."""
