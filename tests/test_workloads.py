@@ -229,3 +229,14 @@ def test_writer_rejects_out_of_order_iterables(tmp_path):
     from neuralemu.workloads import Packet
     with pytest.raises(ValueError, match="out of time order"):
         write_workload_csv(tmp_path / "w.csv", [Packet(5, 1, "dl", 10), Packet(4, 1, "dl", 10)])
+
+
+@pytest.mark.parametrize("kind", sorted(OPEN_LOOP_KINDS))
+def test_endless_streams_are_lazy(kind):
+    """The API streams ue_packets(ue, ~forever, seed): nothing may be drawn up front."""
+    import itertools
+    import time
+    t0 = time.perf_counter()
+    first = list(itertools.islice(SMALL[kind].ue_packets(1, 10 ** 13, 5), 200))
+    assert len(first) == 200 and time.perf_counter() - t0 < 2.0
+    assert [p.t_us for p in first] == sorted(p.t_us for p in first)

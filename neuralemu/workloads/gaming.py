@@ -67,9 +67,10 @@ class CloudGaming:
             return self.mean_frame_bytes / self.i_frame_ratio
         return g * self.mean_frame_bytes / (g - 1 + self.i_frame_ratio)
 
-    def frame_sizes_bytes(self, n_frames: int, rng: np.random.Generator) -> np.ndarray:
-        """Sizes of frames 0..n-1 (frame 0 is an I-frame)."""
-        is_i = (np.arange(n_frames) % self.gop_frames) == 0
+    def frame_sizes_bytes(self, n_frames: int, rng: np.random.Generator,
+                          first_frame: int = 0) -> np.ndarray:
+        """Sizes of frames first..first+n-1 (frame 0 of a stream is an I-frame)."""
+        is_i = ((first_frame + np.arange(n_frames)) % self.gop_frames) == 0
         mean = np.where(is_i, self.i_frame_ratio * self.mean_p_frame_bytes, self.mean_p_frame_bytes)
         sigma = np.where(is_i, self.i_sigma, self.p_sigma)
         z = rng.standard_normal(n_frames)
@@ -86,25 +87,29 @@ class CloudGaming:
             bad = np.abs(j) > self.jitter_max_ms
         return j * 1000.0
 
-    def _video(self, ue: int, duration_us: int, rng: np.random.Generator) -> Iterator[Packet]:
+    def _video(self, ue: int, duration_us: int, rng: np.random.Generator,
+               chunk_frames: int = 600) -> Iterator[Packet]:
         frame_us = 1e6 / self.fps
         phase_us = rng.uniform(0, frame_us)
-        n_frames = max(0, int(np.ceil((duration_us - phase_us) / frame_us)))
-        sizes = self.frame_sizes_bytes(n_frames, rng)
-        starts = phase_us + np.arange(n_frames) * frame_us + self._jitter_us(n_frames, rng)
         pkt_us = serialization_us(self.packet_bytes, self.burst_rate_mbps * 1e6)
         next_free_us = 0
-        for frame, (start, size) in enumerate(zip(starts.tolist(), sizes.tolist())):
-            t0 = max(int(round(start)), next_free_us, 0)
-            if t0 >= duration_us:
-                break
-            parts = split_bytes(size, self.packet_bytes)
-            times = [t0 + int(k * pkt_us) for k in range(len(parts))]
-            if times[-1] >= duration_us:       # only whole frames inside the run
-                break
-            for t_us, part in zip(times, parts):
-                yield Packet(t_us, ue, "dl", part, frame)
-            next_free_us = times[-1] + 1
+        frame = 0
+        while True:                        # draw frames a chunk at a time: runs may be endless
+            sizes = self.frame_sizes_bytes(chunk_frames, rng, frame)
+            starts = (phase_us + (frame + np.arange(chunk_frames)) * frame_us
+                      + self._jitter_us(chunk_frames, rng))
+            for start, size in zip(starts.tolist(), sizes.tolist()):
+                t0 = max(int(round(start)), next_free_us, 0)
+                if t0 >= duration_us:
+                    return
+                parts = split_bytes(size, self.packet_bytes)
+                times = [t0 + int(k * pkt_us) for k in range(len(parts))]
+                if times[-1] >= duration_us:       # only whole frames inside the run
+                    return
+                for t_us, part in zip(times, parts):
+                    yield Packet(t_us, ue, "dl", part, frame)
+                next_free_us = times[-1] + 1
+                frame += 1
 
     def _input(self, ue: int, duration_us: int, rng: np.random.Generator) -> Iterator[Packet]:
         if self.input_hz == 0:

@@ -167,25 +167,27 @@ class OnOff:
         x_m = mean_s * (a - 1) / a            # Pareto scale for the requested mean
         return float(x_m * (1.0 + rng.pareto(a)))  # numpy's pareto is Lomax: shift by 1
 
-    def periods_us(self, ue: int, duration_us: int, seed: int, stream: int = 0
-                   ) -> list[tuple[int, int]]:
-        """The on periods [start, end) of one user and direction, in microseconds."""
+    def iter_periods_us(self, ue: int, duration_us: int, seed: int, stream: int = 0
+                        ) -> Iterator[tuple[int, int]]:
+        """The on periods [start, end) of one user and direction, in microseconds (lazy)."""
         rng = ue_rng(seed, ue, stream)
         on = rng.random() < self.mean_on_s / (self.mean_on_s + self.mean_off_s)
         t_us = 0.0
-        periods = []
         while t_us < duration_us:
             length_us = self.draw_period_s(rng, self.mean_on_s if on else self.mean_off_s) * 1e6
-            if on:
-                periods.append((int(t_us), int(min(t_us + length_us, duration_us))))
+            if on and int(min(t_us + length_us, duration_us)) > int(t_us):
+                yield int(t_us), int(min(t_us + length_us, duration_us))
             t_us += length_us
             on = not on
-        return periods
+
+    def periods_us(self, ue: int, duration_us: int, seed: int, stream: int = 0
+                   ) -> list[tuple[int, int]]:
+        return list(self.iter_periods_us(ue, duration_us, seed, stream))
 
     def _stream(self, ue: int, direction: str, duration_us: int, seed: int, stream: int
                 ) -> Iterator[Packet]:
         interval_us = self.packet_bytes * 8 / self.rate_mbps
-        for start_us, end_us in self.periods_us(ue, duration_us, seed, stream):
+        for start_us, end_us in self.iter_periods_us(ue, duration_us, seed, stream):
             for c0 in range(start_us, end_us, _CHUNK_US):
                 for t in _periodic(c0, min(c0 + _CHUNK_US, end_us), interval_us, start_us).tolist():
                     yield Packet(t, ue, direction, self.packet_bytes)
