@@ -199,8 +199,10 @@ def replay_cell(numerology: int = 0, bandwidth_mhz: int | None = None) -> dict:
     """
     if bandwidth_mhz is None:
         bandwidth_mhz = 50 if numerology == 0 else 100
+    # k2 = 0: an uplink opportunity carries data in the slot it is granted, as in Mahimahi
     return dict(numerology=numerology, bandwidth_mhz=bandwidth_mhz, duplex="FDD",
-                mcs_table="qam256", ul_mcs_table="qam256", max_layers=2, max_layers_ul=2)
+                mcs_table="qam256", ul_mcs_table="qam256", max_layers=2, max_layers_ul=2,
+                harq={"k2_slots": 0})
 
 
 def replay_engine(*, mahimahi_down: str | None = None, mahimahi_up: str | None = None,

@@ -123,6 +123,21 @@ class LiveEmulation:
         self.final: dict | None = None
         self.started = False
 
+    @classmethod
+    def from_scenario(cls, scenario, **kwargs) -> "LiveEmulation":
+        """Build the engine of a scenario (file path, dict or model) through
+        :func:`neuralemu.scenario.build_emulation`, the one place that turns scenarios
+        into emulations, and wrap it."""
+        try:
+            from neuralemu.scenario import build_emulation
+        except ImportError:
+            from neuralemu.errors import InputError
+            raise InputError("scenario", "neuralemu.scenario (build_emulation) is not available") from None
+        emu = build_emulation(scenario)
+        engine = getattr(emu, "engine", emu)
+        kwargs.setdefault("base_delay_us", int(getattr(emu, "base_delay_us", 0) or 0))
+        return cls(engine, **kwargs)
+
     # -- set-up and teardown ---------------------------------------------------
     @property
     def queues(self) -> list[int]:
