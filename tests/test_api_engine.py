@@ -14,7 +14,7 @@ import pytest
 
 from test_api_support import bulk_ue, cbr_ue, engine_server, wait_for
 
-CELL = {"numerology": 1, "bandwidth_mhz": 40, "duplex": "FDD"}
+CELL = {"numerology": 1, "bandwidth_mhz": 20, "duplex": "FDD"}
 
 
 @pytest.fixture
@@ -112,4 +112,4 @@ def test_policy_switch_takes_effect_within_100ms(srv):
     settle(srv, 0.3)
     # maxcqi: the strong UE takes (almost) everything
     assert sample(srv, 2, "prbs_avg", 0.3) < 1.0
-    assert sample(srv, 1, "prbs_avg", 0.3) > 50
+    assert sample(srv, 1, "prbs_avg", 0.3) > 40

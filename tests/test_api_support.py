@@ -306,57 +306,15 @@ class InProcessServer:
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
-# ---- the real engine behind the API, until neuralemu.scenario lands ---------------------------------
-# These models only wrap the engine's own configs (CellConfig, UeConfig) and add a traffic
-# entry, the way a scenario's UE does; make_scenario_body() produces the same JSON for both.
-from neuralemu.cell.config import CellConfig, UeConfig  # noqa: E402
-
-
-class EngUe(UeConfig):
-    name: str | None = None
-    ip: str | None = None
-    traffic: dict | None = None
-
-
-class EngScenario(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str | None = None
-    seed: int = 0
-    cell: CellConfig = Field(default_factory=CellConfig)
-    ues: list[EngUe] = Field(default_factory=list)
-    policy: str = "pf"
-
-
-def engine_adapter(scenario: dict):
-    from neuralemu.api.adapter import EngineAdapter, open_loop_traffic
-    from neuralemu.cell.engine import Engine
-    sc = EngScenario.model_validate(scenario)
-    eng = Engine(sc.cell, [], sc.policy, seed=sc.seed, keep_log=False)
-    adapter = EngineAdapter(eng, ue_traffic=open_loop_traffic(eng.slot_us, sc.seed), policy_name=sc.policy)
-    for ue in sc.ues:
-        adapter.add_ue(ue.model_dump(exclude_none=True))
-    return adapter
-
-
-def have_scenario_module() -> bool:
-    try:
-        import neuralemu.scenario as sc
-        return hasattr(sc, "build_emulation")
-    except ImportError:
-        return False
-
-
-def engine_server(*, engine: str = "process", token: str | None = None):
-    """A server over the real engine: ``neuralemu serve`` once scenario.py exists, else in-process."""
-    if have_scenario_module():
-        return Server(engine=engine, token=token)
-    return InProcessServer(engine=engine, token=token, make_adapter="test_api_support.engine_adapter",
-                           scenario_schema=EngScenario, ue_schema=EngUe)
+# ---- the real engine behind the API ----------------------------------------------------------------
+def engine_server(*, engine: str = "process", token: str | None = None) -> Server:
+    """``neuralemu serve`` over the real scenario + engine, in a subprocess."""
+    return Server(engine=engine, token=token)
 
 
 def bulk_ue(ue_id: int, sinr_db: float = 20.0, **extra) -> dict:
     return {"ue_id": ue_id, "directions": ["dl"], "channel": {"model": "fixed", "sinr_db": sinr_db},
-            "traffic": {"kind": "bulk", "rate_mbps": 600.0, "direction": "dl"}} | extra
+            "traffic": {"kind": "bulk", "rate_mbps": 300.0, "direction": "dl"}} | extra
 
 
 def cbr_ue(ue_id: int, rate_mbps: float, sinr_db: float = 20.0, **extra) -> dict:

@@ -24,6 +24,7 @@ from neuralemu.errors import InputError
 BACKGROUND_UE_BASE = 60000        # same range as traffic_recon's background users
 BACKGROUND_SINR_DB = 15.0
 FOREVER_US = 10 ** 13             # ~116 days: "no end" for streamed workloads
+PREFETCH_US = 20_000              # open-loop arrivals go to the engine in 20 ms batches
 
 
 class StreamSource:
@@ -53,6 +54,21 @@ class StreamSource:
             out.append((max(int(t), t_us), self._next[1], self._next[2], self._next[3]))
             self._next = None
         return out
+
+    def take_until(self, end_us: int, out: list) -> None:
+        """Append every packet arriving before ``end_us`` to ``out`` as (t, ue, dir, size)."""
+        while not self._done:
+            if self._next is None:
+                try:
+                    self._next = next(self.packets)
+                except StopIteration:
+                    self._done = True
+                    break
+            t = self._next[0] + self.t0_us
+            if t >= end_us:
+                break
+            out.append((int(t), int(self._next[1]), self._next[2], int(self._next[3])))
+            self._next = None
 
     def on_delivered(self, delivery) -> None:
         pass
@@ -107,11 +123,31 @@ class EngineAdapter:
         return int(self.engine.slot)
 
     # ---- the slot -----------------------------------------------------------------------
+    def _prefetch(self, t_us: int) -> None:
+        """Hand the next PREFETCH_US of open-loop arrivals to the engine in one vectorised call
+        (arrivals of a UE detached meanwhile are dropped by the engine as ``detach``)."""
+        import numpy as np
+        end = t_us + PREFETCH_US
+        rows: list = []
+        for src in self._all_sources():
+            if isinstance(src, StreamSource):
+                src.take_until(end, rows)
+        self._prefetched_until = end
+        rows = [r for r in rows if r[1] in self.cum]
+        if rows:
+            t, ue, d, size = zip(*rows)
+            self.engine.load_arrivals(np.asarray(t, dtype=np.int64), np.asarray(ue, dtype=np.int64),
+                                      np.asarray(d), np.asarray(size, dtype=np.int64))
+
     def step(self) -> dict:
         eng = self.engine
         t_us = eng.t_us
         t0 = time.perf_counter()
+        if t_us >= getattr(self, "_prefetched_until", -1):
+            self._prefetch(t_us)
         for src in self._all_sources():
+            if isinstance(src, StreamSource):
+                continue
             for pkt in src.on_slot(eng, t_us) or ():
                 ue = int(pkt[1])
                 if ue not in self.cum:
@@ -206,6 +242,7 @@ class EngineAdapter:
         self._track(cfg.ue_id, spec | {"background": background})
         if sources:
             self.ue_sources[cfg.ue_id] = list(sources)
+            self._prefetched_until = -1      # fetch the newcomer's arrivals at the next slot
         return {"id": cfg.ue_id}
 
     def remove_ue(self, ue_id: int) -> dict:
@@ -280,23 +317,28 @@ class EngineAdapter:
 
     def set_background(self, spec: dict) -> dict:
         count = int(spec["count"])
-        load = float(spec["load_level"])
+        capacity_bps = _dl_capacity_bps(self.engine)
+        if spec.get("load_level") is None:          # a scenario's background: per-UE rate
+            load = count * float(spec.get("rate_mbps", 0.0)) * 1e6 / capacity_bps
+        else:
+            load = float(spec["load_level"])
+        sinr_db = float(spec.get("sinr_db", BACKGROUND_SINR_DB))
         profile = spec.get("profile")
         if BACKGROUND_UE_BASE + count > 65519:
             raise CommandError(422, "too many background UEs", "count")
         new_ues: list[tuple[dict, list]] = []
-        if count > 0 and load > 0:
+        if count > 0 and (load > 0 or profile):
             if profile:
                 new_ues = self._profile_background(spec)
             else:
-                per_ue_mbps = load * _dl_capacity_bps(self.engine) / count / 1e6
+                per_ue_mbps = load * capacity_bps / count / 1e6
                 from neuralemu.workloads import Cbr
                 wl = Cbr(rate_mbps=per_ue_mbps, packet_bytes=1500, direction="dl")
                 for i in range(count):
                     ue_id = BACKGROUND_UE_BASE + i
                     pk = wl.ue_packets(ue_id, FOREVER_US, self.seed)
                     new_ues.append(({"ue_id": ue_id, "directions": ["dl"],
-                                     "channel": {"model": "fixed", "sinr_db": BACKGROUND_SINR_DB}},
+                                     "channel": {"model": "fixed", "sinr_db": sinr_db}},
                                     [StreamSource(pk, self.engine.t_us, self.engine.slot_us, ue_id)]))
         # everything is prepared: now swap the background users in one slot boundary
         for ue_id in [u for u, m in self.meta.items() if m["background"]]:
@@ -305,8 +347,9 @@ class EngineAdapter:
             self.engine.add_ue(cfg)
             self._track(cfg["ue_id"], {"background": True})
             self.ue_sources[cfg["ue_id"]] = sources
+        self._prefetched_until = -1
         self.background = {"count": count, "load_level": load, "profile": profile,
-                           "offered_dl_bps": load * _dl_capacity_bps(self.engine) if not profile else None}
+                           "offered_dl_bps": None if profile else load * capacity_bps}
         return self.background
 
     def _profile_background(self, spec: dict) -> list:
@@ -379,55 +422,60 @@ def _try_make(make_policy, name, params, path, keywords, field):
 
 
 # ---- from a scenario ---------------------------------------------------------------------------
-def open_loop_traffic(slot_us: int, seed: int):
-    """``ue_traffic`` for UEs attached over REST: the UE spec's ``traffic`` (or ``workload``)
-    entry, ``{"kind": "bulk" | "cbr" | "onoff" | "gaming" | "web", ...params}``, streamed."""
+CLOSED_LOOP_KINDS = ("gcc", "tcp")
+
+
+def scenario_traffic(slot_us: int, seed: int):
+    """``ue_traffic``: a scenario UE's ``traffic`` entries (one or a list of ``{"kind": ...}``)
+    as sources: open-loop kinds streamed from their generator, closed-loop kinds as the
+    workloads package builds them. Bad parameters raise before anything is attached."""
     def build(spec: dict, t0_us: int) -> list:
-        from neuralemu.workloads import OPEN_LOOP_KINDS
-        traffic = spec.get("traffic") or spec.get("workload")
-        if not traffic:
-            return []
-        if hasattr(traffic, "model_dump"):
-            traffic = traffic.model_dump()
-        if not isinstance(traffic, dict):
-            raise CommandError(422, "traffic must be an object with a 'kind'", "traffic")
-        params = dict(traffic)
-        kind = params.pop("kind", None)
-        cls = OPEN_LOOP_KINDS.get(kind)
-        if cls is None:
-            raise CommandError(422, f"traffic kind must be one of {sorted(OPEN_LOOP_KINDS)}",
-                               "traffic.kind")
-        try:
-            wl = cls(**params)
-        except (TypeError, ValueError) as exc:
-            raise CommandError(422, f"bad traffic parameters: {exc}", "traffic") from None
+        from neuralemu.workloads import make_closed_loop, make_open_loop
+        traffic = spec.get("traffic") or []
+        if isinstance(traffic, dict):
+            traffic = [traffic]
         ue = int(spec["ue_id"])
-        return [StreamSource(wl.ue_packets(ue, FOREVER_US, seed), t0_us, slot_us, ue)]
+        out = []
+        for j, t in enumerate(traffic):
+            params = dict(t.model_dump() if hasattr(t, "model_dump") else t)
+            kind = params.pop("kind", None)
+            try:
+                if kind in CLOSED_LOOP_KINDS:
+                    out.append(make_closed_loop({"kind": kind, "ue": ue, **params}, seed=seed,
+                                                source="ue"))
+                else:
+                    wl = make_open_loop(kind, params, source="ue")
+                    out.append(StreamSource(wl.ue_packets(ue, FOREVER_US, seed), t0_us, slot_us, ue))
+            except InputError as exc:
+                raise CommandError(422, exc.message, f"traffic.{j}" + (f".{exc.field}" if exc.field
+                                                                        else "")) from None
+        return out
     return build
 
 
 def make_adapter(scenario: dict) -> EngineAdapter:
-    """Build the emulation of ``scenario`` with ``neuralemu.scenario.build_emulation``."""
+    """Build the emulation of ``scenario`` with ``neuralemu.scenario.build_emulation``.
+
+    The engine, its users and policy come from ``build_emulation`` (without
+    pre-generated traffic); the users' traffic is then streamed, so the run has
+    no end (``duration_s`` is not used by the server), and the scenario's
+    background becomes the adapter's background users (same CBR model).
+    """
     from neuralemu import scenario as sc_mod
-    sc = sc_mod.Scenario.model_validate(scenario)
-    emu = sc_mod.build_emulation(sc)
-    engine = getattr(emu, "engine", emu)
-    engine.keep_log = False          # a server runs for days: never accumulate the delivery log
-    engine.record_dci = False
-    seed = int(getattr(sc, "seed", 0) or 0)
-    sources = list(getattr(emu, "sources", None) or [])
-    ue_traffic = getattr(sc_mod, "ue_traffic_sources", None)
-    if ue_traffic is None:
-        ue_traffic = open_loop_traffic(engine.slot_us, seed)
-    meta = {}
-    for ue in scenario.get("ues", []) or []:
-        if isinstance(ue, dict) and "ue_id" in ue:
-            meta[int(ue["ue_id"])] = {"name": ue.get("name"), "ip": ue.get("ip")}
-    policy = scenario.get("policy")
-    policy_name = policy.get("name") if isinstance(policy, dict) else policy
-    adapter = EngineAdapter(engine, sources=sources, ue_meta=meta, ue_traffic=ue_traffic,
-                            policy_name=policy_name, seed=seed)
-    background = getattr(emu, "background_sources", None)
-    if background:
-        adapter.sources.extend(background)
+    sc = sc_mod.parse_scenario(scenario, source="scenario")
+    emu = sc_mod.build_emulation(sc, keep_log=False, record_dci=False, load_traffic=False)
+    engine = emu.engine
+    adapter = EngineAdapter(engine, ue_traffic=scenario_traffic(engine.slot_us, sc.seed),
+                            ue_meta={u.ue_id: {"name": u.name, "ip": u.ip} for u in sc.ues},
+                            policy_name=sc.policy.name, seed=sc.seed)
+    adapter.policy["params"] = dict(sc.policy.params)
+    for u in sc.ues:
+        sources = adapter.ue_traffic(u.model_dump(), engine.t_us)
+        if sources:
+            adapter.ue_sources[u.ue_id] = sources
+    bg = sc.background
+    if bg.count > 0 or bg.profile:
+        adapter.set_background({"count": int(round(bg.count)), "load_level": None,
+                                "rate_mbps": bg.rate_mbps, "sinr_db": bg.sinr_db,
+                                "profile": bg.profile, "profile_path": bg.profile})
     return adapter

@@ -286,8 +286,14 @@ def create_app(*, token: str | None = None, runner: EngineRunner | None = None,
     @app.put("/background", response_model=dict, tags=["cell"])
     async def put_background(spec: S.BackgroundSpec):
         running_snapshot()
-        reply = _reply_or_raise(await runner.call({"op": "set_background",
-                                                   "background": spec.model_dump()}))
+        body = spec.model_dump()
+        if spec.profile is not None:
+            safe_name(spec.profile, "profile")
+            path = store.root / "profiles" / f"{spec.profile}.json"
+            if not path.is_file():
+                raise error(404, f"no background profile {spec.profile!r} in {path.parent}", "profile")
+            body["profile_path"] = str(path)
+        reply = _reply_or_raise(await runner.call({"op": "set_background", "background": body}))
         return reply["result"]
 
     @app.put("/policy", response_model=S.PolicyOut, tags=["cell"])
