@@ -264,16 +264,22 @@ def _packets_frame(packets) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["t_us", "ue", "direction", "size_bytes"])
 
 
-def build_emulation(scenario: Scenario | dict, *, workload: pd.DataFrame | None = None,
+def build_emulation(scenario: Scenario | dict | str | Path, *, workload: pd.DataFrame | None = None,
                     duration_s: float | None = None, record_dci: bool = False,
                     keep_log: bool = True, load_traffic: bool = True) -> Emulation:
     """Turn a scenario into an :class:`Emulation` (engine + policy + traffic + background).
 
+    ``scenario``: a :class:`Scenario`, a mapping, or a YAML/JSON file path.
     ``workload``: extra open-loop arrivals (workload CSV columns). ``load_traffic``:
     also generate the users' built-in open-loop traffic for ``duration_s``
     (default the scenario's) and the background.
     """
-    sc = scenario if isinstance(scenario, Scenario) else parse_scenario(scenario)
+    if isinstance(scenario, (str, Path)):
+        sc = load_scenario(scenario)
+    elif isinstance(scenario, Scenario):
+        sc = scenario
+    else:
+        sc = parse_scenario(scenario)
     duration = sc.duration_s if duration_s is None else float(duration_s)
     policy = make_policy(sc.policy.name, **sc.policy.params)
     engine = Engine(sc.cell, [ue.engine_config() for ue in sc.ues], policy, seed=sc.seed,
@@ -306,9 +312,6 @@ def build_emulation(scenario: Scenario | dict, *, workload: pd.DataFrame | None 
     if frames:
         arr = pd.concat(frames, ignore_index=True)
         arr = arr.astype({"t_us": np.int64, "ue": np.int64, "size_bytes": np.int64})
-        if workload is not None and len(workload):
-            # workload rows keep their order (packet_id = row index); generated traffic follows
-            pass
         known = set(engine.ue_ids)
         unknown = sorted(set(arr["ue"].tolist()) - known)
         if unknown:

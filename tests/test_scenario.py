@@ -91,3 +91,9 @@ def test_closed_loop_traffic_becomes_a_source():
 def test_schema_is_json_schema_exportable():
     schema = Scenario.model_json_schema()
     assert "cell" in schema["properties"] and "ues" in schema["properties"]
+
+
+def test_build_emulation_accepts_a_path():
+    emu = build_emulation(str(EXAMPLES[0]), duration_s=0.05)
+    emu.run(0.05)
+    assert emu.engine.slot == int(0.05 * 1e6 / emu.engine.slot_us)
