@@ -292,10 +292,11 @@ def dci_validity_and_retx(slot: np.ndarray, rnti: np.ndarray, direction_code: np
     idx = np.flatnonzero(valid)
     if idx.size > 1:
         # group valid rows by HARQ process, in slot order (stable: file order within a slot)
-        order = idx[np.lexsort((idx, harq_id[idx], direction_code[idx], rnti[idx]))]
-        same = ((rnti[order[1:]] == rnti[order[:-1]])
-                & (direction_code[order[1:]] == direction_code[order[:-1]])
-                & (harq_id[order[1:]] == harq_id[order[:-1]]))
+        process = ((rnti[idx] * 2 + direction_code[idx]) * 32 + harq_id[idx])  # rnti < 2**16
+        by_process = np.argsort(process, kind="stable")
+        order = idx[by_process]
+        process = process[by_process]
+        same = process[1:] == process[:-1]
         cur, prev = order[1:], order[:-1]
         tb_cur, tb_prev = tbs_bits[cur], tbs_bits[prev]
         ndi_retx = (same & (ndi[cur] == ndi[prev])
