@@ -17,6 +17,7 @@ pytestmark = pytest.mark.skipif(chromium_path() is None, reason="chromium not in
 TOKEN = "dash-token"
 
 READ_DOM = """(() => {
+  if (!document.getElementById('conn') || !document.getElementById('cell-util')) return null;
   const rows = [...document.querySelectorAll('#ue-rows tr')].map(tr => {
     const o = {id: Number(tr.dataset.ue)};
     tr.querySelectorAll('td[data-metric]').forEach(td => { o[td.dataset.metric] = Number(td.dataset.value); });
@@ -67,5 +68,22 @@ def test_dashboard_shows_engine_values_toy():
         for row in dom["rows"]:
             assert row["prbs_avg"] == pytest.approx(50, abs=1)
             assert row["throughput_bps"] == pytest.approx(80e6, rel=0.2)
+    finally:
+        srv.close()
+
+
+def test_dashboard_shows_real_engine_values():
+    from test_api_support import Server, bulk_ue, cbr_ue
+    srv = Server(token=TOKEN)
+    try:
+        cell = {"numerology": 1, "bandwidth_mhz": 20, "duplex": "FDD"}
+        sid = srv.client.post("/scenarios", json={
+            "name": "dashboard", "cell": cell, "policy": "pf",
+            "ues": [bulk_ue(1, sinr_db=22.0), bulk_ue(2, sinr_db=12.0), cbr_ue(3, 5.0)]}).json()["id"]
+        assert srv.client.post(f"/scenarios/{sid}/start").status_code == 200
+        assert srv.client.put("/background", json={"count": 2, "load_level": 0.3}).status_code == 200
+        dom = check_dashboard(srv.base, srv.client, "dashboard.png")
+        assert len(dom["rows"]) == 5 and 0 < dom["util"] <= 1.0
+        assert dom["policy"] == "pf"
     finally:
         srv.close()

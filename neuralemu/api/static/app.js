@@ -154,6 +154,11 @@ function connect() {
     const msg = JSON.parse(ev.data);
     if (msg.type === "snapshot") {
       if (msg.policy) $("policy-select").value = msg.policy.name;
+      if (msg.background && msg.background.load_level !== null && msg.background.load_level !== undefined) {
+        $("bg-count").value = msg.background.count;
+        $("bg-load").value = msg.background.load_level;
+        $("bg-load-val").textContent = Number(msg.background.load_level).toFixed(2);
+      }
       refreshScenarios();
     }
     onStats(msg);
