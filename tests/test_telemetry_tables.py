@@ -128,3 +128,13 @@ def test_empty_dci_table_is_valid():
     df = empty_dci_table(1, "nothing")
     assert list(df.columns) == list(DCI_COLUMNS) and df.attrs["slot_us"] == 500
     validate_dci_table(df, "x")
+
+
+def test_bundled_nrscope_sample_matches_its_source(shared_data):
+    from pathlib import Path
+    sample = Path(__file__).resolve().parents[1] / "traces" / "nrscope" / "t_mobile2_morning_2_excerpt.csv"
+    assert (sample.parent / "README.md").read_text().count("AGPL-3.0") >= 1
+    source = (shared_data / "nrscope" / "t_mobile2_ueactivity_morning_2.csv").read_bytes()
+    assert source.startswith(sample.read_bytes())  # an unmodified cut
+    df = read_nrscope(sample)
+    assert len(df) == 2995 and set(df["direction"]) == {"dl", "ul"}
