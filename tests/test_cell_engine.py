@@ -383,3 +383,15 @@ def test_wall_clock_processes_every_missed_slot():
     assert [s for s, _ in due] == [1, 2, 3, 4]
     assert [late for _, late in due] == [1800, 1300, 800, 300]
     assert clock.lateness_us == [0, 1800, 1300, 800, 300]
+
+
+def test_run_realtime_keeps_pace_with_the_wall_clock():
+    from neuralemu.cell import WallClock, run_realtime
+    eng = Engine(fdd_cell(numerology=1, bandwidth_mhz=20), [ue(1, 20.0)], "pf", seed=0)
+    eng.enqueue(1, "dl", 50_000, 0)
+    seen = []
+    clock = run_realtime(eng, 0.03, WallClock(eng.slot_us),
+                         on_slot=lambda res, late: seen.append((res.slot, late)))
+    assert [s for s, _ in seen] == list(range(60))
+    assert len(clock.lateness_us) >= 60 and min(clock.lateness_us) >= 0
+    assert eng.stats()[1]["dl"]["bytes_out"] > 0
