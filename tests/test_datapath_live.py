@@ -88,8 +88,7 @@ def test_constant_rate_replay_udp_tcp_ping(const_trace):
     tb = testbed.up(1, prefix)
     # the plain path (veth + routing, no emulation) for reference
     plain_ms = np.median(ping(tb.ns_ue(1), tb.server_ipv4, count=20, interval_s=0.01)) / 1000
-    live = LiveEmulation(eng, ue_ids=ues, testbed=tb, base_delay_us=delay_us)
-    live._own_testbed = True          # remove the testbed on stop, like a testbed it built
+    live = LiveEmulation(eng, ue_ids=ues, testbed=tb, base_delay_us=delay_us, own_testbed=True)
     with live:
         # ping at zero load: the emulator adds the base delay both ways + at most 2 slots
         rtts_ms = np.array(ping(tb.ns_ue(1), tb.server_ipv4, count=20, interval_s=0.02)) / 1000

@@ -84,7 +84,10 @@ class LiveEmulation:
     ``engine``: anything with the engine API of ``docs/engine.md`` (``enqueue``,
     ``step``, ``slot_us``, ``t_us``, ``stats``). ``ue_ids``: engine user ids in
     testbed order (UE ``i`` of the testbed, 1-based, is ``ue_ids[i-1]``);
-    default: the engine's users in ``stats()`` order. ``realtime``: SCHED_FIFO
+    default: the engine's users in ``stats()`` order. ``ue_addresses``: extra
+    {ue_id: [address, ...]} to classify (real UEs behind a NIC). ``testbed``: use
+    this one (kept on stop unless ``own_testbed``); default: build ``prefix``'s
+    testbed with one UE host per user and remove it on stop. ``realtime``: SCHED_FIFO
     priority for the loop thread (0: normal scheduling); it sleeps between slots,
     so it takes little CPU, but it wakes on time on a busy host.
     """
@@ -93,14 +96,17 @@ class LiveEmulation:
                  testbed: tbmod.Testbed | None = None, unclassified: str = "pass",
                  base_delay_us: int = 0, record_deliveries: bool = False,
                  max_lateness_samples: int = 5_000_000, on_second=None,
-                 realtime: int = 10) -> None:
+                 realtime: int = 10, ue_addresses: dict | None = None,
+                 own_testbed: bool | None = None) -> None:
         self.engine = engine
         self.ue_ids = list(ue_ids) if ue_ids is not None else list(engine.stats().keys())
         if not self.ue_ids:
             raise ValueError("a live emulation needs at least one UE")
         self.prefix = tbmod.check_prefix(prefix if testbed is None else testbed.prefix)
         self.testbed = testbed
-        self._own_testbed = testbed is None
+        self._own_testbed = testbed is None if own_testbed is None else own_testbed
+        self.ue_addresses = dict(ue_addresses or {})
+        self.emulation = None
         self.unclassified = unclassified
         self.base_delay_us = int(base_delay_us)
         self.record_deliveries = record_deliveries
@@ -124,19 +130,25 @@ class LiveEmulation:
         self.started = False
 
     @classmethod
-    def from_scenario(cls, scenario, **kwargs) -> "LiveEmulation":
-        """Build the engine of a scenario (file path, dict or model) through
-        :func:`neuralemu.scenario.build_emulation`, the one place that turns scenarios
-        into emulations, and wrap it."""
-        try:
-            from neuralemu.scenario import build_emulation
-        except ImportError:
-            from neuralemu.errors import InputError
-            raise InputError("scenario", "neuralemu.scenario (build_emulation) is not available") from None
-        emu = build_emulation(scenario)
-        engine = getattr(emu, "engine", emu)
-        kwargs.setdefault("base_delay_us", int(getattr(emu, "base_delay_us", 0) or 0))
-        return cls(engine, **kwargs)
+    def from_scenario(cls, scenario, *, duration_s: float | None = None, record_dci: bool = False,
+                      **kwargs) -> "LiveEmulation":
+        """Wrap the engine of a scenario (file path, dict or model), built by
+        :func:`neuralemu.scenario.build_emulation`, the one place that turns scenarios into
+        emulations. Live, the users' traffic is real, so no synthetic traffic is loaded;
+        the scenario's users (not its background users) map to testbed UEs 1..N in order,
+        and a user's ``ip`` (real-NIC mode) is classified to it."""
+        import neuralemu.replay  # noqa: F401  (registers the replay policy)
+        from neuralemu.scenario import build_emulation
+        emu = build_emulation(scenario, duration_s=duration_s, record_dci=record_dci,
+                              keep_log=False, load_traffic=False)
+        sc = emu.scenario
+        kwargs.setdefault("ue_ids", [ue.ue_id for ue in sc.ues])
+        addrs = {ue.ue_id: [ue.ip] for ue in sc.ues if getattr(ue, "ip", None)}
+        if addrs:
+            kwargs.setdefault("ue_addresses", addrs)
+        live = cls(emu.engine, **kwargs)
+        live.emulation = emu
+        return live
 
     # -- set-up and teardown ---------------------------------------------------
     @property
@@ -151,14 +163,16 @@ class LiveEmulation:
             tb = self.testbed
             if not tb.real_nics and tb.n_ues < len(self.ue_ids):
                 raise ValueError(f"testbed {tb.prefix} has {tb.n_ues} UEs, the engine {len(self.ue_ids)}")
+            self.classifier = Classifier(self.prefix, unclassified=self.unclassified)
             self._remove_rules()                       # leftovers of a killed run
             self.nfq = NfQueue(tb.ns_mb, self.queues)  # bind before any rule queues to it
             self._install_rules()
-            self.classifier = Classifier(self.prefix, unclassified=self.unclassified)
             for k, ue in enumerate(self.ue_ids):
                 if not tb.real_nics:
                     self.classifier.set_ue(tb.ue_ipv4(k + 1), ue, k)
                     self.classifier.set_ue(tb.ue_ipv6(k + 1), ue, k)
+                for addr in self.ue_addresses.get(ue, []):
+                    self.classifier.set_ue(addr, ue, k)
             self.classifier.attach(tb.ns_mb, tb.ul_ifaces, tb.dl_ifaces)
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name=f"live-{self.prefix}", daemon=True)
