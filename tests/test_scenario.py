@@ -97,3 +97,22 @@ def test_build_emulation_accepts_a_path():
     emu = build_emulation(str(EXAMPLES[0]), duration_s=0.05)
     emu.run(0.05)
     assert emu.engine.slot == int(0.05 * 1e6 / emu.engine.slot_us)
+
+
+@pytest.mark.slow
+def test_background_from_a_recon_profile(tmp_path):
+    from neuralemu.cli import main
+    excerpt = Path(__file__).resolve().parents[1] / "traces" / "nrscope" / "t_mobile2_morning_2_excerpt.csv"
+    prof = tmp_path / "bg.json"
+    assert main(["reconstruct", "--dci", str(excerpt), "--out", str(prof), "--allow-gaps"]) == 0
+    (tmp_path / "s.yaml").write_text(
+        "cell: {numerology: 0, bandwidth_mhz: 20, duplex: FDD}\n"
+        "ues: [{ue_id: 1}]\nduration_s: 2\nseed: 3\n"
+        "background: {profile: bg.json, count: 5}\n")
+    sc = load_scenario(tmp_path / "s.yaml")
+    emu = build_emulation(sc)
+    assert emu.background_ues and all(u >= 60000 for u in emu.background_ues)
+    assert emu.arrivals is not None and len(emu.arrivals) > 0
+    emu.run()
+    st = emu.engine.stats()
+    assert sum(st[u]["dl"]["bytes_out"] + st[u]["ul"]["bytes_out"] for u in emu.background_ues) > 0
