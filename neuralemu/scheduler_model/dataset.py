@@ -328,102 +328,145 @@ def _build_direction(rows: pd.DataFrame, log: pd.DataFrame, cell: CellConfig, d:
     lo = np.searchsorted(r_slot, slots, side="left")
     hi = np.searchsorted(r_slot, slots, side="right")
 
+    pos = slots % period
+    default_sym = np.array([cell.symbols[d][str(int(p))] for p in pos], dtype=np.int64)
+    type_code = np.array([F.SLOT_TYPES.index(cell.slot_types[d][str(int(p))]) for p in pos],
+                         dtype=np.int64)
+    n_max = min(n_ues, F.MAX_USERS)
+    s_all = len(slots)
+    nt = len(F.AVG_TAUS_MS)
+    o = {"user_x": np.zeros((s_all, n_max, F.N_USER_FEATURES), np.float32),
+         "col": np.full((s_all, n_max), -1, np.int64), "sched": np.zeros((s_all, n_max), np.float32),
+         "prbs": np.zeros((s_all, n_max), np.float32), "mcs": np.full((s_all, n_max), -1, np.int64),
+         "tbs": np.zeros((s_all, n_max)), "layers": np.full((s_all, n_max), default_layers, np.int64),
+         "buf": np.zeros((s_all, n_max)), "cqi": np.zeros((s_all, n_max)),
+         "avg": np.zeros((s_all, n_max, nt)), "since": np.full((s_all, n_max), 1e9),
+         "avail": np.zeros(s_all, np.int64), "sym": np.zeros(s_all, np.int64),
+         "n": np.zeros(s_all, np.int64)}
     tracker = F.HistoryTracker()
-    out: dict[str, list] = {k: [] for k in ("user_x", "cell_x", "sched", "prbs", "mcs", "retx",
-                                            "tbs", "ue", "avail", "sym", "layers", "k", "buf",
-                                            "cqi", "avg", "since")}
-    for k in range(len(slots)):
-        a, b = lo[k], hi[k]
-        # users with a retransmission this slot are busy (not candidates, as in the engine);
-        # their PRBs, and those of users missing from the UE log, are not available
-        busy = np.zeros(n_ues + 1, dtype=bool)
-        taken = 0
-        for i in range(a, b):
-            if r_retx[i] or r_col[i] < 0:
-                taken += int(r_prbs[i])
-                busy[r_col[i]] = r_retx[i]
-        avail = max(prbs_total - taken, 0)
-        act = np.flatnonzero(attached[k] & ~busy[:n_ues])
-        if act.size == 0 or avail <= 0:
-            continue
-        pos = int(slots[k] % period)
-        symbols = int(cell.symbols[d][str(pos)])
-        slot_type = cell.slot_types[d][str(pos)]
-        ncol = r_col[a:b]
-        if b > a:
-            symbols = int(r_sym[a:b].max())
-        if act.size > F.MAX_USERS:       # keep the granted users, then the fullest buffers
-            granted = np.isin(act, ncol)
-            order = np.lexsort((-buffer[k, act], ~granted))
-            act = np.sort(act[order[:F.MAX_USERS]])
-        n = act.size
-        pos_in_act = np.full(n_ues + 1, -1, dtype=np.int64)
-        pos_in_act[act] = np.arange(n)
-        sched = np.zeros(n, dtype=np.float32)
-        prbs = np.zeros(n, dtype=np.float32)
-        mcs = np.full(n, -1, dtype=np.int64)
-        retx = np.zeros(n, dtype=bool)
-        tbs = np.zeros(n)
-        layers = np.full(n, default_layers, dtype=np.int64)
-        for i in range(a, b):
-            u = pos_in_act[r_col[i]] if r_col[i] >= 0 else -1
-            if r_retx[i] or u < 0:
-                continue
-            sched[u] = 1.0
-            prbs[u] += r_prbs[i]
-            if r_prbs[i] >= prbs[u] - r_prbs[i]:     # the larger grant names the MCS
-                mcs[u] = min(int(r_mcs[i]), top)
-                layers[u] = r_layers[i]
-            tbs[u] += r_tbs[i]
-        ids = ue_ids[act]
-        rws = tracker.rows(ids)
-        ux = F.user_features(rows=rws, tracker=tracker, slot=int(slots[k]), t_us=float(t_slot[k]),
-                             direction=d, buffer_bytes=buffer[k, act], cqi=cqi[k, act],
-                             sinr_db=sinr[k, act] if cell.use_sinr else None,
-                             pending_retx=pending[k, act], prbs_available=avail,
-                             prbs_total=prbs_total, symbols=symbols, layers=default_layers,
-                             mcs_table=table)
-        cx = F.cell_features(direction=d, slot_type=slot_type, prbs_available=avail,
-                             prbs_total=prbs_total, symbols=symbols, n_users=n,
-                             max_ues=cell.max_ues[d])
-        out["buf"].append(buffer[k, act])
-        out["cqi"].append(cqi[k, act])
-        out["avg"].append(tracker.averages_bps(rws, float(t_slot[k])))
-        out["since"].append(int(slots[k]) - tracker.last_grant_slot[rws])
-        if sched.any():
-            bits = F.raw_bits(prbs, symbols, layers, np.maximum(mcs, 0), table)
-            tracker.update(rws, int(slots[k]), float(t_slot[k]), prbs, mcs, bits)
-        for key, val in (("user_x", ux), ("cell_x", cx), ("sched", sched), ("prbs", prbs),
-                         ("mcs", mcs), ("retx", retx), ("tbs", tbs), ("ue", ids),
-                         ("avail", avail), ("sym", symbols), ("layers", layers), ("k", k)):
-            out[key].append(val)
-    if not out["k"]:
+    tracker.rows(np.arange(max(n_ues, 1), dtype=np.int64))      # row j = UE-log column j
+    _build_loop(slots.astype(np.float64), t_slot.astype(np.float64), default_sym, attached, buffer,
+                cqi, sinr, cell.use_sinr, pending.astype(np.float64), lo, hi, r_col, r_prbs, r_mcs,
+                r_layers, r_sym, r_tbs, r_retx, float(prbs_total), float(default_layers), top,
+                d == "ul", F.MAX_USERS, tracker.taus_us, mcs_info.se_lookup(table),
+                mcs_info.cqi_se_lookup(table), mcs_info.cqi_mcs_lookup(table), tracker.last_mcs,
+                tracker.last_prbs, tracker.last_grant_slot, tracker.avg_value, tracker.avg_t_us,
+                o["user_x"], o["col"], o["sched"], o["prbs"], o["mcs"], o["tbs"], o["layers"],
+                o["buf"], o["cqi"], o["avg"], o["since"], o["avail"], o["sym"], o["n"])
+    keep = np.flatnonzero(o["n"] > 0)
+    if keep.size == 0:
         return None
-    s = len(out["k"])
-    n_max = max(len(u) for u in out["ue"])
-
-    def padded(key, fill, dtype, width=None):
-        shape = (s, n_max) if width is None else (s, n_max, width)
-        arr = np.full(shape, fill, dtype=dtype)
-        for i, v in enumerate(out[key]):
-            arr[i, :len(v)] = v
-        return arr
-
-    ks = np.asarray(out["k"])
-    mask = np.zeros((s, n_max), dtype=bool)
-    for i, v in enumerate(out["ue"]):
-        mask[i, :len(v)] = True
+    o = {k: v[keep] for k, v in o.items()}
+    s = keep.size
+    n_max = max(int(o["n"].max()), 1)
+    o = {k: (v[:, :n_max] if v.ndim >= 2 else v) for k, v in o.items()}
+    mask = o["col"] >= 0
+    ue_id = np.where(mask, ue_ids[np.maximum(o["col"], 0)], -1)
+    cell_x = F.cell_features_array(is_ul=np.full(s, d == "ul"), slot_type_code=type_code[keep],
+                                   prbs_available=o["avail"], prbs_total=prbs_total,
+                                   symbols=o["sym"], n_users=o["n"], max_ues=cell.max_ues[d])
     return SlotDataset(
-        user_x=padded("user_x", 0.0, np.float32, F.N_USER_FEATURES),
-        cell_x=np.stack(out["cell_x"]).astype(np.float32),
-        mask=mask, sched=padded("sched", 0.0, np.float32), prbs=padded("prbs", 0.0, np.float32),
-        mcs=padded("mcs", -1, np.int64), retx=padded("retx", False, bool),
-        tbs_bits=padded("tbs", 0.0, np.float64), ue_id=padded("ue", -1, np.int64),
-        prbs_available=np.asarray(out["avail"], dtype=np.float32),
-        prbs_total=np.full(s, prbs_total, dtype=np.int64),
-        symbols=np.asarray(out["sym"], dtype=np.int64), layers=padded("layers", 1, np.int64),
-        mcs_top=np.full(s, top, dtype=np.int64), buffer_bytes=padded("buf", 0.0, np.float64),
-        cqi=padded("cqi", 0.0, np.float64),
-        avg_bps=padded("avg", 0.0, np.float64, len(F.AVG_TAUS_MS)),
-        since_grant=np.minimum(padded("since", 1e9, np.float64), 1e9), slot=slots[ks], t_us=t_slot[ks],
-        is_ul=np.full(s, d == "ul"), group=np.zeros(s, dtype=np.int64), info={})
+        user_x=o["user_x"], cell_x=cell_x, mask=mask, sched=o["sched"], prbs=o["prbs"],
+        mcs=o["mcs"], retx=np.zeros((s, n_max), dtype=bool), tbs_bits=o["tbs"], ue_id=ue_id,
+        prbs_available=o["avail"].astype(np.float32),
+        prbs_total=np.full(s, prbs_total, dtype=np.int64), symbols=o["sym"], layers=o["layers"],
+        mcs_top=np.full(s, top, dtype=np.int64), buffer_bytes=o["buf"], cqi=o["cqi"],
+        avg_bps=o["avg"], since_grant=np.minimum(o["since"], 1e9), slot=slots[keep],
+        t_us=t_slot[keep].astype(np.float64), is_ul=np.full(s, d == "ul"),
+        group=np.zeros(s, dtype=np.int64), info={})
+
+
+def _build_loop(slots, t_slot, default_sym, attached, buffer, cqi, sinr, use_sinr, pending, lo, hi,
+                r_col, r_prbs, r_mcs, r_layers, r_sym, r_tbs, r_retx, prbs_total, default_layers,
+                top, is_ul, max_users, taus_us, se_lut, cqi_se_lut, cqi_mcs_lut, last_mcs,
+                last_prbs, last_grant_slot, avg_value, avg_t_us, o_user_x, o_col, o_sched, o_prbs,
+                o_mcs, o_tbs, o_layers, o_buf, o_cqi, o_avg, o_since, o_avail, o_sym, o_n):
+    """Slot by slot (compiled with numba): candidates, targets, features, then the tracker.
+
+    A slot's candidates are the users attached in the UE-side log that have no
+    retransmission in it (busy, as in the engine); the PRBs of retransmissions
+    and of users missing from the UE log are not available. No sample (o_n = 0)
+    when nothing is available or nobody is a candidate: the engine asks the
+    policy nothing then either.
+    """
+    n_slots, n_ues = attached.shape
+    nt = taus_us.shape[0]
+    busy = np.zeros(n_ues, dtype=np.bool_)
+    slot_of = np.full(n_ues, -1, dtype=np.int64)
+    for k in range(n_slots):
+        a, b = lo[k], hi[k]
+        taken = 0.0
+        sym = default_sym[k]
+        for i in range(a, b):
+            sym = max(sym, r_sym[i]) if i > a else r_sym[i]
+            if r_retx[i] or r_col[i] < 0:
+                taken += r_prbs[i]
+                if r_col[i] >= 0:
+                    busy[r_col[i]] = True
+        avail = prbs_total - taken
+        granted = np.zeros(n_ues, dtype=np.bool_)
+        for i in range(a, b):
+            if not r_retx[i] and r_col[i] >= 0:
+                granted[r_col[i]] = True
+        cand = np.empty(n_ues, dtype=np.int64)
+        n = 0
+        for j in range(n_ues):
+            if attached[k, j] and not busy[j]:
+                cand[n] = j
+                n += 1
+        for i in range(a, b):
+            if r_col[i] >= 0:
+                busy[r_col[i]] = False
+        if n == 0 or avail <= 0:
+            continue
+        if n > max_users:            # keep the granted users, then the fullest buffers
+            score = np.empty(n)
+            for i in range(n):
+                j = cand[i]
+                score[i] = (1e18 if granted[j] else 0.0) + buffer[k, j]
+            order = np.argsort(-score)[:max_users]
+            cand = np.sort(cand[order])
+            n = max_users
+        for i in range(n):
+            slot_of[cand[i]] = i
+        o_n[k] = n
+        o_avail[k] = int(avail)
+        o_sym[k] = sym
+        for i in range(a, b):
+            j = r_col[i]
+            if r_retx[i] or j < 0 or slot_of[j] < 0:
+                continue
+            u = slot_of[j]
+            before = o_prbs[k, u]
+            o_sched[k, u] = 1.0
+            o_prbs[k, u] += r_prbs[i]
+            if r_prbs[i] >= before:                  # the larger grant names the MCS
+                o_mcs[k, u] = min(r_mcs[i], top)
+                o_layers[k, u] = r_layers[i]
+            o_tbs[k, u] += r_tbs[i]
+        rows = cand[:n].copy()
+        for i in range(n):
+            j = rows[i]
+            o_col[k, i] = j
+            o_buf[k, i] = buffer[k, j]
+            o_cqi[k, i] = cqi[k, j]
+            o_since[k, i] = slots[k] - last_grant_slot[j]
+            dt = max(t_slot[k] - avg_t_us[j], 0.0)
+            for t in range(nt):
+                o_avg[k, i, t] = avg_value[j, t] * np.exp(-dt / taus_us[t]) * 1e6 / taus_us[t]
+            slot_of[j] = -1
+        F.features_kernel(rows, last_mcs, last_prbs, last_grant_slot, avg_value, avg_t_us, taus_us,
+                          slots[k], t_slot[k], is_ul, buffer[k][rows], cqi[k][rows],
+                          sinr[k][rows], use_sinr, pending[k][rows], avail, prbs_total,
+                          float(sym), default_layers, se_lut, cqi_se_lut, cqi_mcs_lut,
+                          o_user_x[k, :n])
+        F.update_kernel(rows, o_prbs[k, :n].astype(np.float64), o_mcs[k, :n],
+                        o_layers[k, :n].astype(np.float64), float(sym), slots[k], t_slot[k],
+                        taus_us, se_lut, last_mcs, last_prbs, last_grant_slot, avg_value, avg_t_us)
+
+
+try:
+    from numba import njit
+    _build_loop = njit(cache=True)(_build_loop)
+except ImportError:  # pragma: no cover
+    pass

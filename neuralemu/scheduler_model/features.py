@@ -60,7 +60,8 @@ class HistoryTracker:
 
     The averaged throughput is a continuous-time exponential average of the
     granted raw bits: ``avg(t) = sum_k bits_k * exp(-(t - t_k)/tau) / tau``,
-    kept lazily per user so that a slot costs O(users) numpy work.
+    kept lazily per user (value and time of the last update), so that a slot
+    costs O(users).
     """
 
     def __init__(self, taus_ms=AVG_TAUS_MS) -> None:
@@ -73,6 +74,7 @@ class HistoryTracker:
 
     def _grow(self, cap: int) -> None:
         old = self._cap
+
         def grow(a, fill, shape=()):
             new = np.full((cap, *shape), fill, dtype=np.float64)
             if old:
@@ -80,7 +82,7 @@ class HistoryTracker:
             return new
         self.last_mcs = grow(getattr(self, "last_mcs", None), -1.0)
         self.last_prbs = grow(getattr(self, "last_prbs", None), 0.0)
-        self.last_grant_slot = grow(getattr(self, "last_grant_slot", None), -np.inf)
+        self.last_grant_slot = grow(getattr(self, "last_grant_slot", None), -1e18)
         self.avg_value = grow(getattr(self, "avg_value", None), 0.0, (len(self.taus_us),))
         self.avg_t_us = grow(getattr(self, "avg_t_us", None), 0.0)
         self._cap = cap
@@ -110,70 +112,133 @@ class HistoryTracker:
         return self.avg_value[rows] * np.exp(-dt / self.taus_us) * 1e6 / self.taus_us
 
     def update(self, rows: np.ndarray, slot: int, t_us: float, prbs: np.ndarray,
-               mcs: np.ndarray, bits: np.ndarray) -> None:
+               mcs: np.ndarray, symbols: int, layers, mcs_table: str) -> None:
         """Record the new transmissions of one decision (``prbs > 0`` = granted)."""
-        granted = prbs > 0
-        if not granted.any():
-            return
-        r = rows[granted]
-        self.last_mcs[r] = mcs[granted]
-        self.last_prbs[r] = prbs[granted]
-        self.last_grant_slot[r] = slot
-        dt = np.maximum(t_us - self.avg_t_us[r], 0.0)[:, None]
-        self.avg_value[r] = self.avg_value[r] * np.exp(-dt / self.taus_us) + bits[granted][:, None]
-        self.avg_t_us[r] = t_us
+        layers = np.broadcast_to(np.asarray(layers, dtype=np.float64), rows.shape)
+        _update_kernel(rows, np.asarray(prbs, dtype=np.float64), np.asarray(mcs, dtype=np.int64),
+                       layers, float(symbols), float(slot), float(t_us), self.taus_us,
+                       mcs_info.se_lookup(mcs_table), self.last_mcs, self.last_prbs,
+                       self.last_grant_slot, self.avg_value, self.avg_t_us)
 
 
 def user_features(*, rows: np.ndarray, tracker: HistoryTracker, slot: int, t_us: float,
                   direction: str, buffer_bytes: np.ndarray, cqi: np.ndarray,
                   sinr_db: np.ndarray | None, pending_retx: np.ndarray, prbs_available: int,
                   prbs_total: int, symbols: int, layers: int, mcs_table: str) -> np.ndarray:
-    """[n_users, N_USER_FEATURES] float32 model input for one slot and direction."""
+    """[n_users, N_USER_FEATURES] float32 model input for one slot and direction.
+
+    The arithmetic is in :func:`_features_kernel` (compiled with numba); this
+    wrapper only gathers the arrays. Train and inference both call it.
+    """
     n = len(rows)
-    x = np.empty((n, N_USER_FEATURES), dtype=np.float64)
-    buf = np.asarray(buffer_bytes, dtype=np.float64)
-    cqi = np.asarray(cqi, dtype=np.float64)
-    last_mcs = tracker.last_mcs[rows]
-    never = last_mcs < 0
-    since = slot - tracker.last_grant_slot[rows]
-    since = np.where(np.isfinite(since), since, 1e5)
-    avg = tracker.averages_bps(rows, t_us)                       # [n, T]
-    nt = avg.shape[1]
-    x[:, 0] = np.log1p(buf) / 10.0
-    x[:, 1] = buf > 0
-    x[:, 2] = cqi / 15.0
-    x[:, 3] = 0.0 if sinr_db is None else np.clip(np.asarray(sinr_db, dtype=np.float64), -20, 40) / 30.0
-    x[:, 4] = np.where(never, 0.0, last_mcs) / 28.0
-    x[:, 5] = never
-    x[:, 6] = tracker.last_prbs[rows] / max(prbs_total, 1)
-    x[:, 7] = np.log1p(np.minimum(since, 1e5)) / 8.0
-    log_avg = np.log1p(avg / 1e3)
-    x[:, 8:8 + nt] = log_avg / 10.0
-    total = avg.sum(axis=0, keepdims=True)
-    x[:, 8 + nt:8 + 2 * nt] = avg / np.maximum(total, 1e-9)
-    c = 8 + 2 * nt
-    x[:, c] = np.asarray(pending_retx, dtype=np.float64) / 4.0
-    x[:, c + 1] = direction == "ul"
-    # PRBs this user's buffer needs at its expected MCS, as a fraction of what is free
-    cqi_mcs = mcs_info.cqi_to_mcs(mcs_table, cqi)
-    est_mcs = np.where(never, cqi_mcs, last_mcs)
-    bits_per_prb = raw_bits(1, symbols, layers, est_mcs, mcs_table)
-    need = buf * 8.0 / np.maximum(bits_per_prb, 1.0) / max(prbs_available, 1)
-    x[:, c + 2] = np.minimum(need, 4.0)
-    se_cqi = mcs_info.cqi_spectral_efficiency(mcs_table, cqi)
-    log_se = np.log(np.maximum(se_cqi, 0.05))
-    x[:, c + 3] = log_se
-    x[:, c + 4] = cqi_mcs / 28.0
-    x[:, c + 5:c + 5 + nt] = (log_se[:, None] - np.log(avg + 1e3)) / 10.0
-    return x.astype(np.float32)
+    out = np.empty((n, N_USER_FEATURES), dtype=np.float32)
+    sinr = np.zeros(n) if sinr_db is None else np.asarray(sinr_db, dtype=np.float64)
+    _features_kernel(rows, tracker.last_mcs, tracker.last_prbs, tracker.last_grant_slot,
+                     tracker.avg_value, tracker.avg_t_us, tracker.taus_us, float(slot), float(t_us),
+                     direction == "ul", np.asarray(buffer_bytes, dtype=np.float64),
+                     np.asarray(cqi, dtype=np.float64), sinr, sinr_db is not None,
+                     np.asarray(pending_retx, dtype=np.float64), float(prbs_available),
+                     float(prbs_total), float(symbols), float(layers),
+                     mcs_info.se_lookup(mcs_table), mcs_info.cqi_se_lookup(mcs_table),
+                     mcs_info.cqi_mcs_lookup(mcs_table), out)
+    return out
+
+
+def _features_loops(rows, last_mcs, last_prbs, last_grant_slot, avg_value, avg_t_us, taus_us,
+                    slot, t_us, is_ul, buf, cqi, sinr, use_sinr, pending, prbs_available,
+                    prbs_total, symbols, layers, se_lut, cqi_se_lut, cqi_mcs_lut, out):
+    """The feature definitions, one user at a time (see USER_FEATURE_NAMES for the order)."""
+    n = rows.shape[0]
+    nt = taus_us.shape[0]
+    avg = np.empty((n, nt))
+    total = np.zeros(nt)
+    for i in range(n):
+        r = rows[i]
+        dt = max(t_us - avg_t_us[r], 0.0)
+        for k in range(nt):
+            avg[i, k] = avg_value[r, k] * np.exp(-dt / taus_us[k]) * 1e6 / taus_us[k]
+            total[k] += avg[i, k]
+    for i in range(n):
+        r = rows[i]
+        never = last_mcs[r] < 0
+        since = min(slot - last_grant_slot[r], 1e5)
+        c = min(max(int(cqi[i]), 0), 15)
+        out[i, 0] = np.log1p(max(buf[i], 0.0)) / 10.0
+        out[i, 1] = 1.0 if buf[i] > 0 else 0.0
+        out[i, 2] = c / 15.0
+        out[i, 3] = min(max(sinr[i], -20.0), 40.0) / 30.0 if use_sinr else 0.0
+        out[i, 4] = 0.0 if never else last_mcs[r] / 28.0
+        out[i, 5] = 1.0 if never else 0.0
+        out[i, 6] = last_prbs[r] / max(prbs_total, 1.0)
+        out[i, 7] = np.log1p(since) / 8.0
+        for k in range(nt):
+            out[i, 8 + k] = np.log1p(avg[i, k] / 1e3) / 10.0
+            out[i, 8 + nt + k] = avg[i, k] / max(total[k], 1e-9)
+        j = 8 + 2 * nt
+        out[i, j] = pending[i] / 4.0
+        out[i, j + 1] = 1.0 if is_ul else 0.0
+        # PRBs this user's buffer needs at its expected MCS, as a fraction of what is free
+        est_mcs = cqi_mcs_lut[c] if never else int(last_mcs[r])
+        bits_per_prb = 12.0 * symbols * layers * se_lut[min(max(est_mcs, 0), 31)]
+        need = max(buf[i], 0.0) * 8.0 / max(bits_per_prb, 1.0) / max(prbs_available, 1.0)
+        out[i, j + 2] = min(need, 4.0)
+        log_se = np.log(max(cqi_se_lut[c], 0.05))
+        out[i, j + 3] = log_se
+        out[i, j + 4] = cqi_mcs_lut[c] / 28.0
+        for k in range(nt):
+            out[i, j + 5 + k] = (log_se - np.log(avg[i, k] + 1e3)) / 10.0
+
+
+def _update_loops(rows, prbs, mcs, layers, symbols, slot, t_us, taus_us, se_lut, last_mcs,
+                  last_prbs, last_grant_slot, avg_value, avg_t_us):
+    """Granted users: last MCS / PRBs / slot, and the raw bits into the lazy averages."""
+    for i in range(rows.shape[0]):
+        if prbs[i] <= 0:
+            continue
+        r = rows[i]
+        m = min(max(mcs[i], 0), 31)
+        bits = prbs[i] * 12.0 * symbols * layers[i] * se_lut[m]
+        last_mcs[r] = mcs[i]
+        last_prbs[r] = prbs[i]
+        last_grant_slot[r] = slot
+        dt = max(t_us - avg_t_us[r], 0.0)
+        for k in range(taus_us.shape[0]):
+            avg_value[r, k] = avg_value[r, k] * np.exp(-dt / taus_us[k]) + bits
+        avg_t_us[r] = t_us
+
+
+try:
+    from numba import njit
+    _features_kernel = njit(cache=True)(_features_loops)
+    _update_kernel = njit(cache=True)(_update_loops)
+except ImportError:  # pragma: no cover - numba is a project dependency (the cell kernel)
+    _features_kernel = _features_loops
+    _update_kernel = _update_loops
+features_kernel = _features_kernel      # for other compiled loops (the dataset builder)
+update_kernel = _update_kernel
+
+
+def cell_features_array(*, is_ul, slot_type_code, prbs_available, prbs_total, symbols, n_users,
+                        max_ues) -> np.ndarray:
+    """[S, N_CELL_FEATURES] float32: the slot's cell features, vectorised over slots."""
+    code = np.asarray(slot_type_code)
+    avail = np.asarray(prbs_available, dtype=np.float64)
+    s = avail.shape[0]
+    out = np.empty((s, N_CELL_FEATURES), dtype=np.float32)
+    for i in range(len(SLOT_TYPES)):
+        out[:, i] = code == i
+    out[:, 3] = avail / max(prbs_total, 1)
+    out[:, 4] = np.asarray(symbols, dtype=np.float64) / 14.0
+    out[:, 5] = np.asarray(n_users, dtype=np.float64) / MAX_USERS
+    out[:, 6] = min(max_ues, 32) / 32.0
+    out[:, 7] = np.asarray(is_ul, dtype=np.float64)
+    return out
 
 
 def cell_features(*, direction: str, slot_type: str, prbs_available: int, prbs_total: int,
                   symbols: int, n_users: int, max_ues: int) -> np.ndarray:
-    """[N_CELL_FEATURES] float32 model input describing the slot."""
-    return np.array([slot_type == "D", slot_type == "U", slot_type == "S",
-                     prbs_available / max(prbs_total, 1), symbols / 14.0,
-                     n_users / MAX_USERS, min(max_ues, 32) / 32.0, direction == "ul"],
-                    dtype=np.float32)
-
-
+    """[N_CELL_FEATURES] float32 model input describing one slot (see cell_features_array)."""
+    return cell_features_array(is_ul=[direction == "ul"], slot_type_code=[SLOT_TYPES.index(slot_type)
+                               if slot_type in SLOT_TYPES else -1], prbs_available=[prbs_available],
+                               prbs_total=prbs_total, symbols=[symbols], n_users=[n_users],
+                               max_ues=max_ues)[0]

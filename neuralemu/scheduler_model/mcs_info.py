@@ -23,6 +23,21 @@ def _se_lookup(mcs_table: str) -> np.ndarray:
     return np.nan_to_num(se, nan=0.0)
 
 
+def se_lookup(mcs_table: str) -> np.ndarray:
+    """[32] Qm x R per MCS index of the table, 0 for reserved indices (float64)."""
+    return _se_lookup(mcs_table)
+
+
+def cqi_se_lookup(mcs_table: str) -> np.ndarray:
+    """[16] Qm x R per CQI index, in the CQI table that goes with ``mcs_table``."""
+    return _cqi_se_lookup(mcs_table)
+
+
+def cqi_mcs_lookup(mcs_table: str) -> np.ndarray:
+    """[16] MCS index per CQI index (:func:`neuralemu.nr.cqi.cqi_to_mcs`)."""
+    return _cqi_to_mcs_lookup(mcs_table)
+
+
 def top_mcs(mcs_table: str) -> int:
     """Highest MCS index of a new transmission in this table (27 or 28, 38.214 5.1.3.1)."""
     return max_mcs(mcs_table)

@@ -105,8 +105,8 @@ class LearnedPolicy:
             return
         rows = tracker.rows(np.asarray(ues.ue_id, dtype=np.int64))
         mcs = np.asarray(alloc.mcs, dtype=np.int64)
-        bits = F.raw_bits(prbs, ctx.symbols, alloc.layers, mcs, ctx.mcs_table)
-        tracker.update(rows, ctx.slot, ctx.t_us, prbs, mcs, bits)
+        tracker.update(rows, ctx.slot, ctx.t_us, prbs, mcs, ctx.symbols, alloc.layers,
+                       ctx.mcs_table)
 
 
 def make_learned_policy(model: str | Path | Bundle | None = None, mode: str = "deterministic",
