@@ -250,3 +250,13 @@ def test_header_only_file_is_an_empty_table(tmp_path):
     df = read_nrscope(write(tmp_path, []))
     assert len(df) == 0 and list(df.columns) == list(DCI_COLUMNS)
     validate_dci_table(df, "x")
+
+
+def test_chunked_parse_under_a_progress_bar_gives_the_same_table(nrscope_files, monkeypatch):
+    import neuralemu.telemetry._csv as csv_mod
+    path = next(p for p in nrscope_files if p.name.startswith("t_mobile2_ueactivity_morning_2"))
+    whole = read_nrscope(path)
+    monkeypatch.setattr(csv_mod, "PROGRESS_MIN_ROWS", 1000)
+    monkeypatch.setattr(csv_mod, "PROGRESS_CHUNK_ROWS", 700)  # chunks see different categories
+    chunked = read_nrscope(path, show_progress=True)
+    pd.testing.assert_frame_equal(chunked, whole, check_exact=True)

@@ -108,6 +108,9 @@ class CsvFile:
                     parts.append(part)
                     bar.update(len(part))
             df = pd.concat(parts, ignore_index=True)
+            for name, dtype in dtypes.items():  # chunks with different categories give object
+                if dtype == "category" and name in df and df[name].dtype != "category":
+                    df[name] = df[name].astype("category")
         else:
             df = reader
         if len(df) != n_rows:  # the byte scan and pandas disagree (e.g. a lone CR)
