@@ -37,7 +37,9 @@ CELL = {"numerology": 1, "bandwidth_mhz": 20, "duplex": "FDD"}
 
 def scenario_body() -> dict:
     from test_api_support import bulk_ue
-    return {"name": "api-load", "cell": CELL, "policy": "pf", "ues": [bulk_ue(1)]}
+    ue = bulk_ue(1)
+    ue["traffic"]["rate_mbps"] = 120.0        # just above what the 20 MHz cell gives one UE
+    return {"name": "api-load", "cell": CELL, "policy": "pf", "ues": [ue]}
 
 
 def start_server(mode: str, port: int) -> subprocess.Popen:
@@ -151,7 +153,11 @@ def run_mode(mode: str, args) -> dict:
     finally:
         client.close()
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 def main() -> int:

@@ -75,7 +75,7 @@ class ScenarioStore:
 
 def create_app(*, token: str | None = None, runner: EngineRunner | None = None,
                data_dir=None, engine_mode: str = "process", pace: bool = True,
-               scenario_schema=None, ue_schema=None) -> FastAPI:
+               scenario_schema=None, ue_schema=None, api_nice: int = 0) -> FastAPI:
     """Build the app; it starts its engine host on startup and stops it on shutdown.
 
     ``runner`` (an :class:`EngineRunner`, started and stopped with the app
@@ -87,7 +87,7 @@ def create_app(*, token: str | None = None, runner: EngineRunner | None = None,
     from pathlib import Path
 
     if runner is None:
-        runner = EngineRunner(mode=engine_mode, pace=pace)
+        runner = EngineRunner(mode=engine_mode, pace=pace, api_nice=api_nice)
     store = UploadStore(Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="neuralemu-api-")))
     scenarios = ScenarioStore()
     Scenario = scenario_schema or scenario_model()

@@ -84,11 +84,13 @@ class EngineRunner:
     """The API's handle on the engine host (thread or process)."""
 
     def __init__(self, *, mode: str = "process", pace: bool = True,
-                 make_adapter: Callable | str = "neuralemu.api.runner._default_make_adapter") -> None:
+                 make_adapter: Callable | str = "neuralemu.api.runner._default_make_adapter",
+                 api_nice: int = 0) -> None:
         if mode not in ("thread", "process"):
             raise ValueError("mode must be 'thread' or 'process'")
         self.mode = mode
         self.pace = pace
+        self.api_nice = api_nice   # process mode: lower the API process's CPU priority below the engine
         self._make_adapter = make_adapter
         self._ids = itertools.count(1)
         self._pending: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future]] = {}
@@ -134,6 +136,9 @@ class EngineRunner:
                                      args=(child, self._make_adapter, self.pace))
             self._proc.start()
             child.close()
+            if self.api_nice > 0:      # the child keeps the old priority; only the API yields
+                import os
+                os.nice(self.api_nice)
             self._conn = parent
             self._send_lock = threading.Lock()
             self._thread = threading.Thread(target=self._reader, name="neuralemu-engine-reader",

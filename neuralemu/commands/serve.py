@@ -20,7 +20,7 @@ def _serve(args) -> int:
     if not 0 < args.port < 65536:
         raise InputError("serve", f"port out of range: {args.port}", field="--port")
     app = create_app(token=token, data_dir=args.data_dir, engine_mode=args.engine,
-                     pace=not args.unpaced)
+                     pace=not args.unpaced, api_nice=args.api_nice if args.engine == "process" else 0)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
                 ws_max_size=1 << 16, timeout_graceful_shutdown=3)
     return 0
@@ -40,6 +40,9 @@ def register(subparsers) -> None:
                    help="where uploaded models and traces are kept (default: a temp folder)")
     p.add_argument("--engine", choices=("process", "thread"), default="process",
                    help="run the engine in a child process (default) or a thread")
+    p.add_argument("--api-nice", type=int, default=10,
+                   help="process mode: lower the API process's priority by this nice increment so "
+                        "that HTTP load yields the CPU to the engine (default 10; 0 = off)")
     p.add_argument("--unpaced", action="store_true",
                    help="offline: run slots as fast as possible instead of in real time")
     p.add_argument("--log-level", default="warning",
