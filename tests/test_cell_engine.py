@@ -395,3 +395,21 @@ def test_run_realtime_keeps_pace_with_the_wall_clock():
     assert [s for s, _ in seen] == list(range(60))
     assert len(clock.lateness_us) >= 60 and min(clock.lateness_us) >= 0
     assert eng.stats()[1]["dl"]["bytes_out"] > 0
+
+
+def test_enqueue_batch_matches_single_enqueues():
+    def run(batch):
+        eng = Engine(fdd_cell(queue_limit_bytes=20_000), [ue(1, 15.0), ue(2, 8.0)], "pf", seed=0)
+        ids = [1, 2, 1, 1, 2] * 20
+        dirs = ["dl", "ul", "ul", "dl", "dl"] * 20
+        sizes = [1500, 700, 1200, 90, 3000] * 20
+        if batch:
+            got = eng.enqueue_batch(ids, dirs, sizes, 0).tolist()
+        else:
+            got = [eng.enqueue(i, d, s, 0) for i, d, s in zip(ids, dirs, sizes)]
+            got = [-1 if g is None else g for g in got]
+        eng.run(50)
+        return got, eng.delivery_log().to_csv(index=False)
+
+    a, b = run(True), run(False)
+    assert a == b and -1 in a[0]

@@ -486,6 +486,36 @@ class Engine:
         ok = K.enqueue_one(self._S, u, d, size, int(t_us), pid)
         return pid if ok else None
 
+    def enqueue_batch(self, ue_ids, directions, sizes_bytes, t_us) -> np.ndarray:
+        """Many :meth:`enqueue` calls at once (e.g. the packets a live datapath read in one
+        slot), in order. Returns their packet ids, -1 where drop-tail rejected the packet."""
+        ue_ids = np.asarray(ue_ids, dtype=np.int64)
+        n = ue_ids.shape[0]
+        u_idx = np.array([self._index(int(v)) for v in ue_ids.tolist()], dtype=np.int64)
+        dirs = np.asarray(directions)
+        if dirs.dtype.kind in "iu":
+            d_idx = dirs.astype(np.int64)
+            if n and not np.isin(d_idx, (0, 1)).all():
+                raise InputError("engine", "direction codes must be 0 (dl) or 1 (ul)", field="direction")
+        else:
+            d_idx = np.array([self._dir(str(v)) for v in dirs.tolist()], dtype=np.int64)
+        sizes = np.asarray(sizes_bytes, dtype=np.int64)
+        t = np.broadcast_to(np.asarray(t_us, dtype=np.int64), (n,)).copy()
+        if not (d_idx.shape[0] == sizes.shape[0] == n):
+            raise InputError("engine", "enqueue_batch: arguments have different lengths")
+        if n and sizes.min() <= 0:
+            raise InputError("engine", "packet size must be > 0", field="size_bytes")
+        gs = self._gs
+        while gs[K.GS_FREE_N] < n:
+            self._grow_pool(2 * self._pk.shape[1])
+        if self._ev.shape[1] - gs[K.GS_EV_N] < gs[K.GS_POOL_USED] + n + 2:
+            self._grow_ev(2 * self._ev.shape[1] + int(gs[K.GS_POOL_USED]) + n + 2)
+        pids = np.arange(self._next_pid, self._next_pid + n, dtype=np.int64)
+        self._next_pid += n
+        ok = np.zeros(n, dtype=np.int64)
+        K.enqueue_many(self._S, u_idx, d_idx, sizes, t, pids, ok)
+        return np.where(ok == 1, pids, -1)
+
     def load_arrivals(self, t_us, ue, direction, size_bytes) -> np.ndarray:
         """Bulk open-loop arrivals (sorted by time here if not already). Returns their packet ids."""
         t = np.asarray(t_us, dtype=np.int64)

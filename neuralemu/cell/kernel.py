@@ -216,6 +216,13 @@ def enqueue_one(S, u, d, size, t_arr, pid):
 
 
 @njit(cache=True)
+def enqueue_many(S, u_idx, d_idx, sizes, t_arr, pids, out_ok):
+    """enqueue_one for each packet (the caller made room for all of them)."""
+    for i in range(u_idx.shape[0]):
+        out_ok[i] = enqueue_one(S, u_idx[i], d_idx[i], sizes[i], t_arr[i], pids[i])
+
+
+@njit(cache=True)
 def pop_head(S, u, d):
     gs = S[0]
     di = S[3]
