@@ -695,7 +695,8 @@ class Engine:
 
     # ------------------------------------------------------------------ outputs
     def delivery_log(self) -> pd.DataFrame:
-        """Every delivered or dropped packet so far, in the delivery-log CSV layout, by packet id."""
+        """Every delivered or dropped packet so far, in the delivery-log CSV layout (plus
+        ``drop_reason``: "", "queue", "harq" or "detach"), by packet id."""
         ev = np.concatenate(self._ev_log, axis=1) if self._ev_log else np.zeros((K.N_EV, 0), np.int64)
         drop = ev[K.EV_KIND] != K.EVK_DELIVERED
         df = pd.DataFrame({
@@ -706,6 +707,7 @@ class Engine:
             "t_arrival_us": ev[K.EV_ARR],
             "t_delivered_us": pd.array(np.where(drop, 0, ev[K.EV_T]), dtype="Int64"),
             "dropped": drop.astype(np.int64),
+            "drop_reason": np.array(["", "queue", "harq", "detach"], dtype=object)[ev[K.EV_KIND]],
         })
         df.loc[drop, "t_delivered_us"] = pd.NA
         return df.sort_values("packet_id", kind="stable").reset_index(drop=True)
