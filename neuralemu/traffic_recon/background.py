@@ -12,8 +12,8 @@
   ``packet_bytes`` at the burst's arrival time: a workload table
   ``t_us, ue, direction, size_bytes`` (DESIGN.md);
 * channels: per user an MCS trajectory from the profile's Markov chain, turned
-  into an SINR trace (the SINR at which that MCS has 10% BLER, 38.214 5.1.3.1
-  + ``nr.link``, plus ``sinr_margin_db``) that the engine's ``trace`` channel
+  into an SINR trace (:func:`sinr_for_mcs_table`: the SINR at which the UE
+  reports the CQI that maps to that MCS) that the engine's ``trace`` channel
   model accepts, so link adaptation reproduces the fitted MCS dynamics.
 
 Everything is a pure function of ``(profile, duration_s, seed, count)``.
@@ -34,7 +34,7 @@ from neuralemu.traffic_recon.classify import CLASSES
 DEFAULT_UE_BASE = 60000          # background ids 60000.. stay clear of typical foreground ids
 MAX_UE_ID = 65519                # C-RNTI range (38.321 Table 7.1-1)
 PACKET_BYTES = 1500
-SINR_MARGIN_DB = 1.0
+SINR_MARGIN_DB = 0.5
 
 
 @dataclass
@@ -49,19 +49,41 @@ class Background:
 
         The trace starts at t=0; before the session it holds the session's first value.
         """
-        from neuralemu.nr import mcs_sinr_threshold_db
+        sinr_of_mcs = sinr_for_mcs_table(mcs_table, sinr_margin_db)
         out = []
         for row in self.sessions.itertuples(index=False):
             ch = self.channels[int(row.ue)]
             step_us = ch["step_ms"] * 1000.0
             lead = int(row.start_us // step_us)
             mcs = np.concatenate([np.full(lead, ch["mcs"][0]), ch["mcs"]]) if len(ch["mcs"]) else np.zeros(1, int)
-            sinr = np.asarray(mcs_sinr_threshold_db(np.clip(mcs, 0, 27), mcs_table), dtype=float) + sinr_margin_db
+            sinr = sinr_of_mcs[np.clip(mcs, 0, len(sinr_of_mcs) - 1)]
             dirs = [d for d in ("dl", "ul") if getattr(row, d)] or ["dl"]
             out.append({"ue_id": int(row.ue), "directions": dirs,
                         "channel": {"model": "trace", "values": [round(float(v), 2) for v in sinr],
                                     "step_ms": float(ch["step_ms"])}})
         return out
+
+
+def sinr_for_mcs_table(mcs_table: str = "qam256", margin_db: float = SINR_MARGIN_DB) -> np.ndarray:
+    """SINR (dB) per MCS index that makes CQI-based link adaptation pick about that MCS.
+
+    For MCS m: the lowest CQI whose mapped MCS (``nr.cqi_to_mcs``, 38.214
+    5.2.2.1 + 5.1.3.1) is >= m, at the SINR where the UE starts reporting that
+    CQI (``nr.cqi_sinr_threshold_db``), plus ``margin_db``. Beyond CQI 15: the
+    MCS's own 10%-BLER SINR.
+    """
+    from neuralemu.nr import cqi_sinr_threshold_db, cqi_to_mcs, default_cqi_table, max_mcs, mcs_sinr_threshold_db
+    table = default_cqi_table(mcs_table)
+    cqi_mcs = np.asarray(cqi_to_mcs(np.arange(1, 16), mcs_table, table))
+    top = int(max_mcs(mcs_table))
+    out = np.zeros(top + 1)
+    for m in range(top + 1):
+        c = np.flatnonzero(cqi_mcs >= m)
+        if c.size:
+            out[m] = float(cqi_sinr_threshold_db(int(c[0]) + 1, table)) + margin_db
+        else:
+            out[m] = float(mcs_sinr_threshold_db(m, mcs_table)) + margin_db
+    return out
 
 
 def _sample1(rec: dict, rng: np.random.Generator, fallback: dict | None = None) -> float:
@@ -122,9 +144,13 @@ def sample_background(profile: dict, duration_s: float, *, seed: int = 0, count:
         starts += [0.0] * n0
         lengths += list(resid)
     t = 0.0
+    first = True
     while rate > 0:
         gap = (float(dist.sample(iat_rec, rng, 1)[0]) * iat_scale if iat_scale
                else float(rng.exponential(1.0 / rate)))
+        if first:            # stationary start: the first arrival is a forward-recurrence time
+            gap *= float(rng.random())
+            first = False
         t += max(gap, 1e-6)
         if t * 1e6 >= horizon_us:
             break

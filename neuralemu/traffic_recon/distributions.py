@@ -133,10 +133,10 @@ def sample(record: dict, rng: np.random.Generator, size: int) -> np.ndarray:
         u = rng.random(size)
         u = np.clip(u, 1e-9, 1 - 1e-9)
         out = PARAMETRIC[kind].ppf(u, *record["params"])
-        # never beyond what was seen, times 2: a parametric tail must not invent giants
+        # never beyond the largest value seen: a parametric tail must not invent giants
         qs = record.get("quantiles")
         if qs:
-            out = np.minimum(out, 2.0 * float(qs[-1]))
+            out = np.minimum(out, float(qs[-1]))
         return out
     if kind == "constant":
         return np.full(size, float(record["value"]))

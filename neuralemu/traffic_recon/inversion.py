@@ -56,6 +56,7 @@ class ReconParams:
     harq_processes: int | None = None   # N; None: 16 if any id >= 8 else 8 (38.214 5.1)
     rr_min_score: float = 0.8           # share of 1-slot pairs with id + 1 for round-robin mode
     rr_min_pairs: int = 20
+    rr_max_restart_share: float = 0.5   # share of post-idle grants on process 0 above which: lowest-free
     wrap_window: float = 4.0            # extra-wrap upper bound only for gaps <= this x N slots
     spread_after_us: float = 20000.0    # arrivals of longer bursts follow the grants (streams)
     min_user_grants: int = 1
@@ -222,9 +223,15 @@ def reconstruct(dci: pd.DataFrame, params: ReconParams | None = None, *,
         one = pair_harq_ok & d_mask & (ds == 1)
         n_one = int(one.sum())
         score = float((dh[one] == 1).mean()) if n_one else float("nan")
-        rr = n_one >= params.rr_min_pairs and score >= params.rr_min_score
+        # a lowest-free allocator also counts up inside a busy period, but starts again
+        # from process 0 after an idle gap; round robin carries on where it stopped
+        idle = pair_harq_ok & d_mask & (ds > 2 * n_harq)
+        restart = float((harq[idle] == 0).mean()) if idle.any() else 0.0
+        rr = (n_one >= params.rr_min_pairs and score >= params.rr_min_score
+              and restart <= params.rr_max_restart_share)
         rr_mode[d_name] = {"round_robin": bool(rr), "one_slot_pairs": n_one,
-                           "score": None if np.isnan(score) else round(score, 4)}
+                           "score": None if np.isnan(score) else round(score, 4),
+                           "restart_share": round(restart, 4)}
         sel = pair_harq_ok & d_mask
         if rr:
             m = np.mod(dh - 1, n_harq)

@@ -109,7 +109,11 @@ def fit_profile(logs: list[tuple[str, pd.DataFrame]], *, params: ReconParams | N
         ses["source"] = source
         all_sessions.append(ses)
         st = np.sort(ses["start_us"].to_numpy())
-        iat.append(np.diff(st) / 1e6)
+        d_st = np.diff(st)
+        spans_gap = np.zeros(len(d_st), dtype=bool)
+        for a, bb in sil:     # an inter-arrival across a recording hole is not one
+            spans_gap |= (st[:-1] <= a) & (st[1:] >= bb)
+        iat.append(d_st[~spans_gap] / 1e6)
         cc = _concurrency(ses, t0, t1)
         if sil:
             grid = np.arange(t0, t1, 1e6)[: len(cc)]
