@@ -28,6 +28,9 @@ DIRS = ("dl", "ul")
 DIR_CODE = {"dl": 0, "ul": 1}
 DROP_REASONS = {K.EVK_DROP_QUEUE: "queue", K.EVK_DROP_HARQ: "harq", K.EVK_DROP_DETACH: "detach"}
 DEFAULT_AVG_WINDOW_SLOTS = 100
+_INT_FEATURES = [K.FT_UE, K.FT_CQI, K.FT_LA_MCS, K.FT_LAST_MCS, K.FT_LAST_PRBS, K.FT_PENDING,
+                 K.FT_SINCE]
+_FLOAT_FEATURES = [K.FT_BUF, K.FT_SINR, K.FT_AVG, K.FT_PRIO]
 
 
 class Dci(NamedTuple):
@@ -574,33 +577,37 @@ class Engine:
         return SlotResult(slot, t_us, ev, dci, self.tables.mcs_tables)
 
     def _python_slot(self) -> None:
-        S, T, gs, cf = self._S, self._T, self._gs, self._cf
-        if not K.room_ok(S, 2 * int(gs[K.GS_NCAP]) + 2):
+        gs = self._gs
+        if (gs[K.GS_EV_CAP] - gs[K.GS_EV_N] < gs[K.GS_POOL_USED] + 2
+                or gs[K.GS_DCI_CAP] - gs[K.GS_DCI_N] < 2 * gs[K.GS_NCAP] + 2):
             self._make_room()
-            S = self._S
+        S, T = self._S, self._T
         slot = int(gs[K.GS_SLOT])
         t_us = int(gs[K.GS_T0_US] + slot * self.slot_us)
         while K.slot_begin(S, T, slot, t_us) != K.ST_OK:
             self._make_room()
             S = self._S
         tb = self.tables
-        for d in range(2):
+        policy = self.policy
+        for d in (0, 1):
             kind = int(tb.pattern_kind[d, slot % tb.period])
             if kind < 0:
                 continue
             n, left, max_u = K.prepare_direction(S, T, d, slot, t_us, kind, self._bitmap)
             if n > 0 and left > 0 and max_u > 0:
                 ctx, feats = self._context(d, slot, t_us, kind, n, left, max_u)
-                alloc = self.policy.decide(ctx, feats)
+                alloc = policy.decide(ctx, feats)
                 has_start = self._write_alloc(alloc, n)
-                K.apply_alloc(S, T, d, slot, t_us, kind, n, self._bitmap, left, max_u, has_start)
-                observe = getattr(self.policy, "observe", None)
-                if callable(observe):
+                K.finish_direction(S, T, d, slot, t_us, kind, n, self._bitmap, left, max_u,
+                                   has_start)
+                observe = getattr(policy, "observe", None)
+                if observe is not None:
                     a = self._alloc
                     observe(ctx, feats, Allocation(prbs=a[0, :n].copy(), mcs=a[1, :n].copy(),
                                                    layers=a[2, :n].copy(),
                                                    prb_start=a[3, :n].copy()))
-            K.update_averages(S, T, d)
+            else:
+                K.finish_direction(S, T, d, slot, t_us, kind, 0, self._bitmap, 0, 0, False)
         gs[K.GS_SLOT] = slot + 1
 
     def _context(self, d, slot, t_us, kind, n, left, max_u):
@@ -615,14 +622,12 @@ class Engine:
                           mcs_table=tb.mcs_tables[d],
                           max_layers=self.cell.max_layers if d == 0 else self.cell.max_layers_ul)
         f = self._feat[:, :n]
-        feats = UeFeatures(
-            ue_id=f[K.FT_UE].astype(np.int64), buffer_bytes=f[K.FT_BUF].copy(),
-            cqi=f[K.FT_CQI].astype(np.int64), sinr_db=f[K.FT_SINR].copy(),
-            la_mcs=f[K.FT_LA_MCS].astype(np.int64), avg_tput_bps=f[K.FT_AVG].copy(),
-            last_mcs=f[K.FT_LAST_MCS].astype(np.int64),
-            last_prbs=f[K.FT_LAST_PRBS].astype(np.int64),
-            slots_since_grant=np.minimum(f[K.FT_SINCE], LARGE_SLOTS).astype(np.int64),
-            pending_retx=f[K.FT_PENDING].astype(np.int64), priority=f[K.FT_PRIO].copy())
+        fi = f[_INT_FEATURES].astype(np.int64)       # fresh arrays: the policy may keep them
+        np.minimum(fi[6], LARGE_SLOTS, out=fi[6])
+        ff = f[_FLOAT_FEATURES]
+        feats = UeFeatures(ue_id=fi[0], buffer_bytes=ff[0], cqi=fi[1], sinr_db=ff[1],
+                           la_mcs=fi[2], avg_tput_bps=ff[2], last_mcs=fi[3], last_prbs=fi[4],
+                           slots_since_grant=fi[6], pending_retx=fi[5], priority=ff[3])
         return ctx, feats
 
     def _write_alloc(self, alloc: Allocation, n: int) -> bool:
@@ -632,14 +637,19 @@ class Engine:
                 v = np.asarray(arr)
                 if v.shape != (n,):
                     raise ValueError(f"allocation has shape {v.shape}, expected ({n},)")
-                a[row, :n] = np.nan_to_num(v.astype(np.float64), nan=0.0).astype(np.int64)
-            if alloc.prb_start is not None:
-                v = np.asarray(alloc.prb_start)
+                if v.dtype.kind == "f":
+                    v = np.clip(np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0), -1e9, 1e9)
+                a[row, :n] = v
+            start = alloc.prb_start
+            if start is not None:
+                v = np.asarray(start)
                 if v.shape != (n,):
                     raise ValueError(f"prb_start has shape {v.shape}, expected ({n},)")
-                a[3, :n] = v.astype(np.int64)
+                if v.dtype.kind == "f":
+                    v = np.clip(np.nan_to_num(v, nan=-1.0, posinf=-1.0, neginf=-1.0), -1, 1e9)
+                a[3, :n] = v
                 return True
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, AttributeError) as exc:
             name = getattr(self.policy, "name", type(self.policy).__name__)
             raise InputError(f"policy {name}", f"bad allocation: {exc}") from None
         a[3, :n] = -1

@@ -834,6 +834,14 @@ def prepare_direction(S, T, d, slot, t_us, kind, bitmap):
 
 
 @njit(cache=True)
+def finish_direction(S, T, d, slot, t_us, kind, n, bitmap, nprb_left, max_ues, has_start):
+    """Python-policy path: apply the allocation in alloc[:, :n] (if n > 0), then the averages."""
+    if n > 0:
+        apply_alloc(S, T, d, slot, t_us, kind, n, bitmap, nprb_left, max_ues, has_start)
+    update_averages(S, T, d)
+
+
+@njit(cache=True)
 def run_slots(S, T, n_slots):
     """Run up to n_slots slots with the built-in policy cf[CF_POLICY].
 
