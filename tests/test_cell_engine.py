@@ -414,3 +414,17 @@ def test_enqueue_batch_matches_single_enqueues():
 
     a, b = run(True), run(False)
     assert a == b and -1 in a[0]
+
+
+@pytest.mark.parametrize("channel", [{"model": "fixed", "sinr_db": 13.3},
+                                     {"model": "stochastic", "fading_std_db": 3.0,
+                                      "coherence_ms": 50}])
+def test_outer_loop_converges_to_the_bler_target(channel):
+    cell = fdd_cell(queue_limit_bytes=10**10, bler_target=0.1)
+    eng = Engine(cell, [UeConfig(ue_id=1, directions=["dl"], channel=channel)], "pf", seed=2,
+                 record_dci=True, keep_log=False)
+    eng.enqueue(1, "dl", 10**9, 0)
+    eng.run(20_000)
+    new = eng.dci_log()
+    new = new[~new["is_retx"]].iloc[5000:]
+    assert abs((1 - new["ok"].mean()) - 0.1) < 0.015
