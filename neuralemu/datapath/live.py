@@ -5,7 +5,7 @@ Path of a packet through the middlebox namespace::
     ingress (br0 / core) -> tc classifier: skb->mark = MARK_BASE | queue (per UE, direction)
     -> routing -> iptables FORWARD `-m mark --mark M -j NFQUEUE --queue-num q`
     -> held in the kernel; user space gets (queue, id, length) only
-    -> engine.enqueue(ue, direction, length, t_us)      (None: drop-tail -> NF_DROP)
+    -> engine.load_arrivals(...) in bulk each turn     (drop-tail -> NF_DROP)
     -> every slot: engine.step(); for each Delivery: NF_ACCEPT (FIFO prefix = one
        VERDICT_BATCH message per queue), for each HARQ Drop: NF_DROP
     -> egress to the UE (dl) or the server (ul)
@@ -44,6 +44,8 @@ from neuralemu.datapath.classifier import MARK_BASE, Classifier, queue_id, queue
 from neuralemu.datapath.nfqueue import NF_ACCEPT, NF_DROP, NfQueue, kernel_stats
 
 DIRECTIONS = ("dl", "ul")
+_EV_DELIVERED, _EV_DROP_QUEUE = 0, 1     # neuralemu.cell.kernel EVK_* event kinds
+_REASON_KIND = {"queue": 1, "harq": 2, "detach": 3}
 _ID_BITS = 32
 _ID_MASK = (1 << _ID_BITS) - 1
 
@@ -127,6 +129,8 @@ class LiveEmulation:
         self._rules_installed = False
         self._snapshot: LiveSnapshot | None = None
         self.final: dict | None = None
+        self.loop_cpu_s = 0.0     # CPU time the loop thread used (set when it ends)
+        self.loop_wall_s = 0.0
         self.started = False
 
     @classmethod
@@ -268,6 +272,7 @@ class LiveEmulation:
         counters = self.counters
         qkeys = {q: (ue_ids[queue_of(q)[0]], queue_of(q)[1]) for q in self.queues}
         qcount = {q: counters[qkeys[q]] for q in self.queues}
+        ue_of_index = np.array(ue_ids, dtype=np.int64)
         slot_us = int(eng.slot_us)
         base_delay = self.base_delay_us
         record = self.record_deliveries
@@ -275,13 +280,17 @@ class LiveEmulation:
         lat, spk, wake = self.lateness_us, self.slot_packets, self.wake_lateness_us
         max_samples = self._max_samples
         delay_line: deque = deque()   # (release_t_us, queue, nfq_id, size) after base delay
+        pmap: dict = {}               # engine packet id -> (queue << 32) | nfqueue id
+        arrival_us: dict = {}         # engine packet id -> true arrival time (delivery log only)
         received: list = []
         singles: list = []
         batch_max: dict = {}
         mono = time.monotonic_ns
+        load = eng.load_arrivals
         with self.lock:
             t_origin = int(eng.t_us)
         wall0 = mono()
+        cpu0 = time.thread_time()
         next_report = wall0 + 1_000_000_000
         fd = nfq.fileno()
         sel = select.select
@@ -289,64 +298,70 @@ class LiveEmulation:
         while not stop.is_set():
             with self.lock:
                 now_us = t_origin + (mono() - wall0) // 1000
-                # 1. arrivals: everything the kernel queued since the last turn
+                # 1. arrivals, in bulk: eligible from the slot now in progress (stepped at its end)
                 received.clear()
                 nfq.receive(received)
-                enqueue = eng.enqueue
-                for q, pid, length, _mark in received:
-                    c = qcount[q]
-                    ue, d = qkeys[q]
-                    c.in_bytes += length
-                    c.in_packets += 1
-                    if enqueue(ue, d, length, now_us, packet_id=(q << _ID_BITS) | pid) is None:
-                        c.drop_queue_bytes += length
-                        c.drop_queue_packets += 1
-                        singles.append((q, pid, NF_DROP))
-                        if record:
-                            rows.append(((q << _ID_BITS) | pid, ue, d, length, now_us, None, 1))
+                if received:
+                    arr = np.array(received, dtype=np.int64)
+                    qs, size = arr[:, 0], arr[:, 2]
+                    ids = load(np.full(len(received), int(eng.t_us), dtype=np.int64),
+                               ue_of_index[qs >> 1], qs & 1, size)
+                    pmap.update(zip(ids.tolist(), ((arr[:, 0] << _ID_BITS) | arr[:, 1]).tolist()))
+                    if record:
+                        arrival_us.update(dict.fromkeys(ids.tolist(), now_us))
+                    for q in np.unique(qs).tolist():
+                        m = qs == q
+                        c = qcount[q]
+                        c.in_bytes += int(size[m].sum())
+                        c.in_packets += int(m.sum())
                 # 2. every slot whose end has passed
                 while int(eng.t_us) + slot_us <= now_us:
                     slot_end = int(eng.t_us) + slot_us
                     res = eng.step()
                     n_rel = 0
-                    for dr in res.dropped:
-                        if dr.reason == "queue":
-                            continue              # already answered at enqueue
-                        q, pid = dr.packet_id >> _ID_BITS, dr.packet_id & _ID_MASK
+                    for pid, ue, _d, size_b, t_arr, t_ev, kind in _events(res):
+                        key = pmap.pop(pid, None)
+                        if key is None:
+                            continue              # not a packet of ours (e.g. synthetic load)
+                        q, nid = key >> _ID_BITS, key & _ID_MASK
                         c = qcount[q]
-                        c.drop_harq_bytes += dr.size_bytes
-                        c.drop_harq_packets += 1
-                        singles.append((q, pid, NF_DROP))
-                        if record:
-                            rows.append((dr.packet_id, dr.ue_id, dr.direction, dr.size_bytes,
-                                         dr.t_arrival_us, None, 1))
-                    for dv in res.delivered:
-                        q, pid = dv.packet_id >> _ID_BITS, dv.packet_id & _ID_MASK
-                        if record:
-                            rows.append((dv.packet_id, dv.ue_id, dv.direction, dv.size_bytes,
-                                         dv.t_arrival_us, dv.t_delivered_us + base_delay, 0))
-                        if base_delay:
-                            delay_line.append((dv.t_delivered_us + base_delay, q, pid, dv.size_bytes))
-                            qcount[q].delay_line_bytes += dv.size_bytes
+                        if kind == _EV_DELIVERED:
+                            t_rel = t_ev + base_delay
+                            if record:
+                                rows.append((key, ue, qkeys[q][1], size_b,
+                                             arrival_us.pop(pid, t_arr), t_rel, 0))
+                            if base_delay:
+                                delay_line.append((t_rel, q, nid, size_b))
+                                c.delay_line_bytes += size_b
+                            else:
+                                c.out_bytes += size_b
+                                c.out_packets += 1
+                                if nid > batch_max.get(q, 0):
+                                    batch_max[q] = nid
+                                n_rel += 1
                         else:
-                            c = qcount[q]
-                            c.out_bytes += dv.size_bytes
-                            c.out_packets += 1
-                            if pid > batch_max.get(q, 0):
-                                batch_max[q] = pid
-                            n_rel += 1
+                            if kind == _EV_DROP_QUEUE:
+                                c.drop_queue_bytes += size_b
+                                c.drop_queue_packets += 1
+                            else:
+                                c.drop_harq_bytes += size_b
+                                c.drop_harq_packets += 1
+                            singles.append((q, nid, NF_DROP))
+                            if record:
+                                rows.append((key, ue, qkeys[q][1], size_b,
+                                             arrival_us.pop(pid, t_arr), None, 1))
                     if len(lat) < max_samples:
                         lat.append(now_us - slot_end)
                         spk.append(n_rel)
                 # 3. the base-delay line
                 while delay_line and delay_line[0][0] <= now_us:
-                    _, q, pid, size = delay_line.popleft()
+                    _, q, nid, size_b = delay_line.popleft()
                     c = qcount[q]
-                    c.delay_line_bytes -= size
-                    c.out_bytes += size
+                    c.delay_line_bytes -= size_b
+                    c.out_bytes += size_b
                     c.out_packets += 1
-                    if pid > batch_max.get(q, 0):
-                        batch_max[q] = pid
+                    if nid > batch_max.get(q, 0):
+                        batch_max[q] = nid
                 # 4. verdicts: drops first, then one batch accept per queue
                 if singles or batch_max:
                     nfq.send_verdicts([(q, m, NF_ACCEPT) for q, m in batch_max.items()], singles)
@@ -365,6 +380,8 @@ class LiveEmulation:
                 r, _, _ = sel([fd], [], [], wait_us / 1e6)
                 if not r and len(wake) < max_samples:
                     wake.append(int(t_origin + (mono() - wall0) // 1000 - next_t))
+        self.loop_cpu_s = time.thread_time() - cpu0
+        self.loop_wall_s = (mono() - wall0) / 1e9
         self._publish()
 
     # -- reporting -----------------------------------------------------------------
@@ -451,6 +468,21 @@ class LiveEmulation:
                         "t_delivered_us", "dropped"])
             for r in self.delivery_rows:
                 w.writerow([r[0], r[1], r[2], r[3], r[4], "" if r[5] is None else r[5], r[6]])
+
+
+def _events(res):
+    """(packet_id, ue, dir, size, t_arrival, t_event, kind) rows of a SlotResult.
+
+    Reads the engine's event array directly when it has one (no per-packet
+    objects: this is the datapath's hot path), else its public lists."""
+    ev = getattr(res, "_ev", None)
+    if isinstance(ev, np.ndarray) and ev.ndim == 2 and ev.shape[0] == 7:
+        return ev.T.tolist()
+    out = [(d.packet_id, d.ue_id, d.direction, d.size_bytes, d.t_arrival_us, d.t_delivered_us,
+            _EV_DELIVERED) for d in res.delivered]
+    out += [(d.packet_id, d.ue_id, d.direction, d.size_bytes, d.t_arrival_us, d.t_drop_us,
+             _REASON_KIND.get(d.reason, 2)) for d in res.dropped]
+    return out
 
 
 def lateness_percentiles(lateness_us, packets, slot_us: int, pcts=(50, 99, 99.9),
