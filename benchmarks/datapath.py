@@ -3,8 +3,9 @@
 - zero-loss UDP throughput through ample capacity (Mbps and packets/s), 1 UE and
   16 UEs, 1500- and 200-byte IP packets (the highest offered rate of a short
   ladder at which the datapath lost nothing (no drop-tail, no kernel NFQUEUE or
-  netlink-socket drops) and iperf3 saw < 0.5 % loss end to end (the rest is the
-  receiver's own socket overflowing on a starved 2-core VM);
+  netlink-socket drops) and iperf3 lost < 0.1 % apart from datagrams the
+  receiving host itself dropped (UDP RcvbufErrors, printed separately: on a
+  starved 2-core VM the iperf3 receiver falls behind);
 - release timing: per-packet lateness of the verdict behind the end of the slot
   that released it, p50/p99/p99.9 in slots at 30 kHz (0.5 ms), next to the
   clock's own wake-up lateness (select() timeouts), with and without SCHED_FIFO;
@@ -54,12 +55,13 @@ def udp_load(live, n_ues: int, total_mbps: float, ip_bytes: int, seconds: float)
                                 "--json"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         procs.append(srv)
     time.sleep(0.3)
+    rcvbuf0 = sum(rcvbuf_errors(tb.ns_ue(i)) for i in range(1, n_ues + 1))
     with live.lock:
         before = {k: (c.out_bytes, c.out_packets, c.drop_queue_packets + c.drop_harq_packets)
                   for k, c in live.counters.items()}
     clis = [subprocess.Popen(["ip", "netns", "exec", tb.ns_ue(i), "iperf3", "-c", tb.server_ipv4,
                               "-p", str(5400 + i), "-u", "-R", "-b", f"{per:.0f}", "-l", str(payload),
-                              "-t", str(seconds), "--json"], stdout=subprocess.PIPE,
+                              "-w", "8M", "-t", str(seconds), "--json"], stdout=subprocess.PIPE,
                              stderr=subprocess.DEVNULL, text=True) for i in range(1, n_ues + 1)]
     lost = sent = 0
     for c in clis:
@@ -82,8 +84,20 @@ def udp_load(live, n_ues: int, total_mbps: float, ip_bytes: int, seconds: float)
     kstats = live.conservation()
     kdrops = sum(v.get("kernel_queue_dropped", 0) + v.get("kernel_user_dropped", 0)
                  for k, v in kstats.items() if "/" in k)
+    rcvbuf = sum(rcvbuf_errors(tb.ns_ue(i)) for i in range(1, n_ues + 1)) - rcvbuf0
     return {"mbps": out_b * 8 / seconds / 1e6, "pps": out_p / seconds, "drops": drops,
-            "kernel_drops": kdrops, "loss": lost / sent if sent else 1.0}
+            "kernel_drops": kdrops, "loss": lost / sent if sent else 1.0,
+            "host_loss": max(0, lost - rcvbuf) / sent if sent else 1.0, "rcvbuf_errors": rcvbuf}
+
+
+def rcvbuf_errors(ns: str) -> int:
+    """UDP datagrams the receiving host dropped because its socket buffer was full."""
+    text = subprocess.run(["ip", "netns", "exec", ns, "cat", "/proc/net/snmp"], capture_output=True,
+                          text=True).stdout
+    lines = [ln.split() for ln in text.splitlines() if ln.startswith("Udp:")]
+    if len(lines) < 2:
+        return 0
+    return int(dict(zip(lines[0][1:], lines[1][1:])).get("RcvbufErrors", 0))
 
 
 def zero_loss(n_ues: int, ip_bytes: int, ladder: list[float], seconds: float) -> tuple[float, float]:
@@ -95,13 +109,15 @@ def zero_loss(n_ues: int, ip_bytes: int, ladder: list[float], seconds: float) ->
             r = udp_load(live, n_ues, rate, ip_bytes, seconds)
             new_kd = r["kernel_drops"] - kd0
             kd0 = r["kernel_drops"]
-            ok = r["drops"] == 0 and new_kd == 0 and r["loss"] < 0.005
+            ok = r["drops"] == 0 and new_kd == 0 and r["host_loss"] < 0.001
             print(f"# {n_ues} UE {ip_bytes} B offered {rate:.0f} Mbps: delivered {r['mbps']:.1f} Mbps "
                   f"{r['pps']:.0f} pps, drops {r['drops']}, kernel drops {new_kd}, "
-                  f"iperf loss {100 * r['loss']:.2f}%", file=sys.stderr, flush=True)
+                  f"iperf loss {100 * r['loss']:.2f}% of which receiver socket overflow "
+                  f"{r['rcvbuf_errors']} datagrams", file=sys.stderr, flush=True)
             if not ok:
                 break
-            best = (r["mbps"], r["pps"])
+            if r["mbps"] > best[0]:
+                best = (r["mbps"], r["pps"])
     return best
 
 
@@ -160,8 +176,8 @@ def main() -> int:
                 print(f"release_lateness_{name}_slots_{tag}={v:.3f}")
             for name, v in zip(("p50", "p99", "p999"), t["wake"]):
                 print(f"clock_wake_lateness_{name}_slots_{tag}={v:.3f}")
-        big = [200, 400, 700, 1000, 1300] if args.quick else [200, 400, 600, 800, 1000, 1200, 1500]
-        small = [20, 40, 60, 80, 120] if args.quick else [20, 40, 60, 80, 100, 140, 180]
+        big = [50, 100, 200, 400, 700, 1000] if args.quick else [50, 100, 150, 200, 300, 400, 600, 800, 1000]
+        small = [5, 10, 20, 40] if args.quick else [5, 10, 15, 20, 30, 40, 60]
         for n in (1, 16):
             for size, ladder in ((1500, big), (200, small)):
                 mbps, pps = zero_loss(n, size, ladder, secs)
