@@ -60,7 +60,7 @@ class Background:
             dirs = [d for d in ("dl", "ul") if getattr(row, d)] or ["dl"]
             out.append({"ue_id": int(row.ue), "directions": dirs,
                         "channel": {"model": "trace", "values": [round(float(v), 2) for v in sinr],
-                                    "step_ms": float(ch["step_ms"])}})
+                                    "step_ms": float(ch["step_ms"]), "ul_offset_db": 0.0}})
         return out
 
 

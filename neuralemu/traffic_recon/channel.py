@@ -1,7 +1,8 @@
 """Per-user channel dynamics as a Markov chain over the MCS index.
 
 Telemetry has no CQI, so the MCS that link adaptation chose (38.214 5.1.3.1,
-the log's MCS table) is the channel proxy. The chain's step is
+the log's MCS table) for grants large enough to be channel-limited is the
+channel proxy. The chain's step is
 ``step_ms``: consecutive decoded new transmissions of one user at most
 ``step_ms`` apart give one transition; a user's first decoded MCS feeds the
 initial distribution. Transitions are smoothed (add-``alpha`` on the states
@@ -17,12 +18,24 @@ from neuralemu.errors import InputError
 
 MAX_MCS = 27       # 38.214 Table 5.1.3.1-2 (256QAM) indices 0..27; 28..31 are reserved
 STEP_MS = 10.0
+MIN_CHANNEL_GRANT_BYTES = 500.0
 
 
 def fit_mcs_markov(grants: pd.DataFrame, slot_us: float, *, step_ms: float = STEP_MS,
-                   alpha: float = 0.05, smooth_width: int = 2) -> dict:
-    """Fit the chain from reconstructed grants (decoded new transmissions only)."""
-    g = grants[grants["decoded"] & (grants["mcs"] <= MAX_MCS)]
+                   alpha: float = 0.05, smooth_width: int = 2,
+                   min_grant_bytes: float = MIN_CHANNEL_GRANT_BYTES) -> dict:
+    """Fit the chain from reconstructed grants (decoded new transmissions only).
+
+    Only grants of at least ``min_grant_bytes`` count: real gNBs send small
+    payloads (RRC, TCP ACKs) at a robust MCS whatever the channel (in the
+    T-Mobile logs, grants under 100 bytes are MCS 0 almost always), so small
+    grants say how the scheduler treats small payloads, not what the channel
+    allows. The share of small grants is recorded as ``small_grant_share``.
+    """
+    g_all = grants[grants["decoded"] & (grants["mcs"] <= MAX_MCS)]
+    g = g_all[g_all["bytes_est"] >= min_grant_bytes]
+    if len(g) < 50:          # too few large grants: fall back to all of them
+        g = g_all
     g = g.sort_values(["rnti", "direction", "slot"])
     n_states = MAX_MCS + 1
     counts = np.zeros((n_states, n_states))
@@ -50,6 +63,8 @@ def fit_mcs_markov(grants: pd.DataFrame, slot_us: float, *, step_ms: float = STE
     stat /= stat.sum()
     return {"kind": "mcs_markov", "step_ms": float(step_ms), "n_states": n_states,
             "transitions_counted": int(counts.sum()),
+            "min_grant_bytes": float(min_grant_bytes),
+            "small_grant_share": round(float(1.0 - len(g) / len(g_all)), 6) if len(g_all) else 0.0,
             "initial": [round(float(v), 6) for v in init],
             "marginal": [round(float(v), 6) for v in stat],
             "transition": [[round(float(v), 6) for v in row] for row in trans]}
