@@ -12,7 +12,7 @@ weights with missing / extra keys, wrong shapes or dtypes, or non-finite values.
 
     {"format": "neuralemu-scheduler", "format_version": 1,
      "model":    {"n_user_features": 27, "n_cell_features": 8, "d_model": 32, ...},
-     "features": {"user": [...names...], "cell": [...], "avg_taus_ms": [...],
+     "features": {"user": [...names...], "cell": [...], "avg_windows_slots": [...],
                   "user_mean": [...], "user_std": [...], "cell_mean": [...], "cell_std": [...]},
      "cell":     {"slot_us": 500.0, "prbs_total": {"dl": 273}, "mcs_table": {...}, ...},
      "training": {... free-form: data, epochs, seed, losses ...}}
@@ -64,7 +64,7 @@ class Bundle:
     def config_json(self) -> dict:
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "model": dict(self.model),
                 "features": {"user": list(F.USER_FEATURE_NAMES), "cell": list(F.CELL_FEATURE_NAMES),
-                             "avg_taus_ms": list(F.AVG_TAUS_MS),
+                             "avg_windows_slots": list(F.AVG_WINDOWS_SLOTS),
                              "user_mean": self.user_mean.tolist(), "user_std": self.user_std.tolist(),
                              "cell_mean": self.cell_mean.tolist(), "cell_std": self.cell_std.tolist()},
                 "cell": self.cell.to_json(), "training": self.training}
@@ -162,13 +162,13 @@ def _parse_config(raw: bytes, src: str) -> dict:
     if model["d_model"] % model["n_heads"]:
         raise InputError(src, "d_model must be a multiple of n_heads", field="model.n_heads")
     feats = cfg["features"]
-    feature_keys = {"user", "cell", "avg_taus_ms", "user_mean", "user_std", "cell_mean",
+    feature_keys = {"user", "cell", "avg_windows_slots", "user_mean", "user_std", "cell_mean",
                     "cell_std"}
     if not isinstance(feats, dict) or set(feats) != feature_keys:
         raise InputError(src, f"'features' must have exactly the keys {sorted(feature_keys)}",
                          field="features")
     if feats.get("user") != list(F.USER_FEATURE_NAMES) or feats.get("cell") != list(
-            F.CELL_FEATURE_NAMES) or feats.get("avg_taus_ms") != list(F.AVG_TAUS_MS):
+            F.CELL_FEATURE_NAMES) or feats.get("avg_windows_slots") != list(F.AVG_WINDOWS_SLOTS):
         raise InputError(src, "the model was trained on other features than this NeuralEmu "
                          "computes; retrain it", field="features")
     if model["n_user_features"] != F.N_USER_FEATURES or model["n_cell_features"] != F.N_CELL_FEATURES:

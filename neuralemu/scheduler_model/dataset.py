@@ -18,9 +18,13 @@ History features come from :class:`features.HistoryTracker`, fed slot by slot
 with the telemetry's new transmissions, the same way the learned policy feeds
 it through ``observe`` at inference.
 
-Alignment: a slot's buffer / CQI / SINR are the user's last UE-log row with
+Alignment: a slot's CQI / SINR are the user's last UE-log row with
 ``t_us <= slot start``; the slot start is ``slot * slot_us`` on the DCI table's
-time base (the UE-side log must share it, as ``synth`` writes it).
+time base (the UE-side log must share it, as ``synth`` writes it). The buffer
+is the one the scheduler saw, after the slot's arrivals: when the log has a
+row exactly at the next slot's start (``synth`` logs every slot), that row's
+buffer plus the bytes of the slot's new transmissions (TBS / 8); otherwise the
+as-of row.
 """
 
 from __future__ import annotations
@@ -112,7 +116,7 @@ class SlotDataset:
     mcs_top: np.ndarray         # int64   [S] highest valid MCS of the sample's table
     buffer_bytes: np.ndarray    # float64 [S, N] raw inputs, for the analytical baselines
     cqi: np.ndarray             # float64 [S, N]
-    avg_bps: np.ndarray         # float64 [S, N, len(AVG_TAUS_MS)] averaged granted raw throughput
+    avg_bps: np.ndarray         # float64 [S, N, len(AVG_WINDOWS_SLOTS)] averaged raw bits per slot
     since_grant: np.ndarray     # float64 [S, N] slots since the last new transmission
     slot: np.ndarray            # int64   [S]
     t_us: np.ndarray            # float64 [S]
@@ -195,35 +199,75 @@ def infer_cell(dci: pd.DataFrame, ue_log: pd.DataFrame, *, prbs_total: int | Non
         raise InputError(source, "no valid DCI rows to learn from")
     period = max(1, int(round(10_000.0 / slot_us)))     # one 10 ms frame (38.211 4.3.1)
     directions = [d for d in DIRECTIONS if (valid["direction"] == d).any()]
-    positions = {d: set((valid.loc[valid["direction"] == d, "slot"] % period).astype(int))
-                 for d in directions}
+    counts = {d: np.bincount((valid.loc[valid["direction"] == d, "slot"] % period).astype(int),
+                             minlength=period) for d in directions}
+    positions = {d: _pattern_positions(c) for d, c in counts.items()}
     both = set.intersection(*positions.values()) if len(directions) == 2 else set()
     fdd = len(directions) == 2 and len(both) >= 0.5 * period
     cfg = CellConfig(slot_us=slot_us, period_slots=period, directions=directions,
                      prbs_total={}, mcs_table={}, layers={}, max_ues={}, slot_types={},
                      symbols={}, re_per_prb={}, use_sinr="sinr_db" in ue_log.columns)
+    carrier = int((valid["prb_start"] + valid["prb_count"]).max())   # one carrier, both links
     for d in directions:
         rows = valid[valid["direction"] == d]
         new = rows[~rows["is_retx"].astype(bool)]
-        extent = int((rows["prb_start"] + rows["prb_count"]).max())
-        cfg.prbs_total[d] = int(prbs_total) if prbs_total else extent
+        cfg.prbs_total[d] = int(prbs_total) if prbs_total else carrier
         cfg.mcs_table[d] = mcs_info.canonical(str(rows["mcs_table"].mode().iloc[0]))
         cfg.layers[d] = _mode(new["layers"]) if len(new) else 1
         cfg.max_ues[d] = int(new.groupby("slot")["rnti"].nunique().max()) if len(new) else 1
         sized = new[new["prb_count"] > 0]
         cfg.re_per_prb[d] = {str(int(sym)): _mode(g["n_re"] // g["prb_count"])
                              for sym, g in sized.groupby("symbols")} if "n_re" in new else {}
-        pos = (rows["slot"] % period).astype(int)
         max_sym = int(rows["symbols"].max())
+        sym_of = {int(p): _mode(g["symbols"]) for p, g in rows.groupby(rows["slot"] % period)}
         cfg.symbols[d] = {}
         cfg.slot_types[d] = {}
-        for p, grp in rows.groupby(pos):
-            sym = _mode(grp["symbols"])
-            cfg.symbols[d][str(int(p))] = sym
+        for p in sorted(positions[d]):
+            sym = sym_of.get(p)
+            if sym is None:        # never seen at this position: as at its pattern twin
+                twins = [q for q in sym_of if sym_of and q % _period_of(positions[d], period) ==
+                         p % _period_of(positions[d], period)]
+                sym = sym_of[twins[0]] if twins else max_sym
+            cfg.symbols[d][str(p)] = sym
             normal = "D" if d == "dl" else "U"
-            special = (not fdd) and (int(p) in both or sym < max_sym)
-            cfg.slot_types[d][str(int(p))] = "S" if special else normal
+            special = (not fdd) and (p in both or sym < max_sym)
+            cfg.slot_types[d][str(p)] = "S" if special else normal
     return cfg
+
+
+def _period_of(positions: set[int], frame: int) -> int:
+    """Smallest divisor p of the frame with ``positions`` invariant under a shift by p."""
+    for p in range(1, frame + 1):
+        if frame % p == 0 and all(((x + p) % frame) in positions for x in positions):
+            return p
+    return frame
+
+
+def _pattern_positions(counts: np.ndarray) -> set[int]:
+    """Slot positions in the frame that carry a direction, from DCI counts per position.
+
+    A TDD pattern repeats with a period dividing the frame (38.213 11.1); the
+    smallest period p whose residue classes are each either empty or evenly
+    used (every position at least a fifth of its class's mean) is taken, so a
+    position that happened to see no DCI in a short log still counts.
+    """
+    frame = len(counts)
+    for p in range(1, frame + 1):
+        if frame % p:
+            continue
+        ok = True
+        out = set()
+        for r in range(p):
+            cls = counts[r::p]
+            if cls.sum() == 0:
+                continue
+            if cls.min() < 0.2 * cls.mean() and cls.max() >= 5:
+                ok = False
+                break
+            out.update(range(r, frame, p))
+        if ok:
+            return out
+    return set(np.flatnonzero(counts).tolist())
 
 
 def _pending_retx(rows: pd.DataFrame, col_of: dict[int, int], slot0: int, n_slots: int,
@@ -303,12 +347,27 @@ def _build_direction(rows: pd.DataFrame, log: pd.DataFrame, cell: CellConfig, d:
     cqi = np.zeros((len(slots), n_ues))
     sinr = np.zeros((len(slots), n_ues))
     attached = np.zeros((len(slots), n_ues), dtype=bool)
+    # bytes of this slot's new transmissions per user: with a UE-log row exactly at the next
+    # slot's start, the buffer the scheduler saw is that row's buffer plus what this slot sent
+    sent = np.zeros((len(slots), n_ues))
+    new_rows = rows[~rows["is_retx"].astype(bool)]
+    k_of = np.searchsorted(slots, new_rows["slot"].to_numpy(np.int64))
+    j_of = np.array([col_of.get(int(u), -1) for u in new_rows["rnti"]], dtype=np.int64)
+    ok_rows = (k_of < len(slots)) & (j_of >= 0)
+    ok_rows[ok_rows] &= slots[k_of[ok_rows]] == new_rows["slot"].to_numpy(np.int64)[ok_rows]
+    np.add.at(sent, (k_of[ok_rows], j_of[ok_rows]),
+              new_rows["tbs_bits"].to_numpy(np.float64)[ok_rows] / 8.0)
     for ue, grp in log.groupby("ue"):
         j = col_of[int(ue)]
-        idx = np.searchsorted(grp["t_us"].to_numpy(np.float64), t_slot, side="right") - 1
+        times = grp["t_us"].to_numpy(np.float64)
+        idx = np.searchsorted(times, t_slot, side="right") - 1
         ok = idx >= 0
         attached[:, j] = ok
-        buffer[ok, j] = grp["buffer_bytes"].to_numpy(np.float64)[idx[ok]]
+        values = grp["buffer_bytes"].to_numpy(np.float64)
+        buffer[ok, j] = values[idx[ok]]
+        nxt = np.searchsorted(times, t_slot + slot_us, side="right") - 1
+        exact = (nxt >= 0) & (times[np.maximum(nxt, 0)] == t_slot + slot_us) & ok
+        buffer[exact, j] = values[nxt[exact]] + sent[exact, j]
         cqi[ok, j] = grp["cqi"].to_numpy(np.float64)[idx[ok]]
         if cell.use_sinr and "sinr_db" in grp:
             sinr[ok, j] = np.nan_to_num(grp["sinr_db"].to_numpy(np.float64)[idx[ok]])
@@ -334,7 +393,8 @@ def _build_direction(rows: pd.DataFrame, log: pd.DataFrame, cell: CellConfig, d:
                          dtype=np.int64)
     n_max = min(n_ues, F.MAX_USERS)
     s_all = len(slots)
-    nt = len(F.AVG_TAUS_MS)
+    nt = len(F.AVG_WINDOWS_SLOTS)
+    dslots = F.direction_slot_index(slots, period, cell.slot_types[d].keys())
     o = {"user_x": np.zeros((s_all, n_max, F.N_USER_FEATURES), np.float32),
          "col": np.full((s_all, n_max), -1, np.int64), "sched": np.zeros((s_all, n_max), np.float32),
          "prbs": np.zeros((s_all, n_max), np.float32), "mcs": np.full((s_all, n_max), -1, np.int64),
@@ -345,12 +405,12 @@ def _build_direction(rows: pd.DataFrame, log: pd.DataFrame, cell: CellConfig, d:
          "n": np.zeros(s_all, np.int64)}
     tracker = F.HistoryTracker()
     tracker.rows(np.arange(max(n_ues, 1), dtype=np.int64))      # row j = UE-log column j
-    _build_loop(slots.astype(np.float64), t_slot.astype(np.float64), default_sym, attached, buffer,
+    _build_loop(slots.astype(np.float64), dslots, default_sym, attached, buffer,
                 cqi, sinr, cell.use_sinr, pending.astype(np.float64), lo, hi, r_col, r_prbs, r_mcs,
                 r_layers, r_sym, r_tbs, r_retx, float(prbs_total), float(default_layers), top,
-                d == "ul", F.MAX_USERS, tracker.taus_us, mcs_info.se_lookup(table),
+                d == "ul", F.MAX_USERS, tracker.keep, mcs_info.se_lookup(table),
                 mcs_info.cqi_se_lookup(table), mcs_info.cqi_mcs_lookup(table), tracker.last_mcs,
-                tracker.last_prbs, tracker.last_grant_slot, tracker.avg_value, tracker.avg_t_us,
+                tracker.last_prbs, tracker.last_grant_slot, tracker.avg_value, tracker.avg_at,
                 o["user_x"], o["col"], o["sched"], o["prbs"], o["mcs"], o["tbs"], o["layers"],
                 o["buf"], o["cqi"], o["avg"], o["since"], o["avail"], o["sym"], o["n"])
     keep = np.flatnonzero(o["n"] > 0)
@@ -376,10 +436,10 @@ def _build_direction(rows: pd.DataFrame, log: pd.DataFrame, cell: CellConfig, d:
         group=np.zeros(s, dtype=np.int64), info={})
 
 
-def _build_loop(slots, t_slot, default_sym, attached, buffer, cqi, sinr, use_sinr, pending, lo, hi,
+def _build_loop(slots, dslots, default_sym, attached, buffer, cqi, sinr, use_sinr, pending, lo, hi,
                 r_col, r_prbs, r_mcs, r_layers, r_sym, r_tbs, r_retx, prbs_total, default_layers,
-                top, is_ul, max_users, taus_us, se_lut, cqi_se_lut, cqi_mcs_lut, last_mcs,
-                last_prbs, last_grant_slot, avg_value, avg_t_us, o_user_x, o_col, o_sched, o_prbs,
+                top, is_ul, max_users, keep, se_lut, cqi_se_lut, cqi_mcs_lut, last_mcs,
+                last_prbs, last_grant_slot, avg_value, avg_at, o_user_x, o_col, o_sched, o_prbs,
                 o_mcs, o_tbs, o_layers, o_buf, o_cqi, o_avg, o_since, o_avail, o_sym, o_n):
     """Slot by slot (compiled with numba): candidates, targets, features, then the tracker.
 
@@ -390,7 +450,7 @@ def _build_loop(slots, t_slot, default_sym, attached, buffer, cqi, sinr, use_sin
     policy nothing then either.
     """
     n_slots, n_ues = attached.shape
-    nt = taus_us.shape[0]
+    nt = keep.shape[0]
     busy = np.zeros(n_ues, dtype=np.bool_)
     slot_of = np.full(n_ues, -1, dtype=np.int64)
     for k in range(n_slots):
@@ -451,18 +511,18 @@ def _build_loop(slots, t_slot, default_sym, attached, buffer, cqi, sinr, use_sin
             o_buf[k, i] = buffer[k, j]
             o_cqi[k, i] = cqi[k, j]
             o_since[k, i] = slots[k] - last_grant_slot[j]
-            dt = max(t_slot[k] - avg_t_us[j], 0.0)
+            gap = max(dslots[k] - 1.0 - avg_at[j], 0.0)
             for t in range(nt):
-                o_avg[k, i, t] = avg_value[j, t] * np.exp(-dt / taus_us[t]) * 1e6 / taus_us[t]
+                o_avg[k, i, t] = avg_value[j, t] * keep[t] ** gap
             slot_of[j] = -1
-        F.features_kernel(rows, last_mcs, last_prbs, last_grant_slot, avg_value, avg_t_us, taus_us,
-                          slots[k], t_slot[k], is_ul, buffer[k][rows], cqi[k][rows],
+        F.features_kernel(rows, last_mcs, last_prbs, last_grant_slot, avg_value, avg_at, keep,
+                          slots[k], dslots[k], is_ul, buffer[k][rows], cqi[k][rows],
                           sinr[k][rows], use_sinr, pending[k][rows], avail, prbs_total,
                           float(sym), default_layers, se_lut, cqi_se_lut, cqi_mcs_lut,
                           o_user_x[k, :n])
         F.update_kernel(rows, o_prbs[k, :n].astype(np.float64), o_mcs[k, :n],
-                        o_layers[k, :n].astype(np.float64), float(sym), slots[k], t_slot[k],
-                        taus_us, se_lut, last_mcs, last_prbs, last_grant_slot, avg_value, avg_t_us)
+                        o_layers[k, :n].astype(np.float64), float(sym), slots[k], dslots[k],
+                        keep, se_lut, last_mcs, last_prbs, last_grant_slot, avg_value, avg_at)
 
 
 try:

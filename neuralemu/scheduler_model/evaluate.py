@@ -137,7 +137,7 @@ def baseline_predict(data: SlotDataset, cell, rule: str, tau_index: int = 1):
         la = mcs_info.cqi_to_mcs(table, cqi)
         se = mcs_info.cqi_spectral_efficiency(table, cqi)
         if rule == "pf":
-            key = -(se / (data.avg_bps[i, :k, tau_index] + 1e3))
+            key = -(se / (data.avg_bps[i, :k, tau_index] + 100.0))
         elif rule == "rr":
             key = -data.since_grant[i, :k]
         else:
@@ -167,9 +167,9 @@ def evaluate(bundle: Bundle, data: SlotDataset, *, seed: int | None = None) -> d
     prbs, _, mcs_head = predict(bundle, data, seed=seed)
     learned = metrics(data, prbs, mcs_head, tbs_of(data, cell, prbs, mcs_head))
     baselines = {}
-    for name, tau in [("pf", i) for i in range(len(F.AVG_TAUS_MS))] + [("rr", 0), ("maxcqi", 0)]:
+    for name, tau in [("pf", i) for i in range(len(F.AVG_WINDOWS_SLOTS))] + [("rr", 0), ("maxcqi", 0)]:
         bp, bm = baseline_predict(data, cell, name, tau)
-        label = f"pf_{int(F.AVG_TAUS_MS[tau])}ms" if name == "pf" else name
+        label = f"pf_w{F.AVG_WINDOWS_SLOTS[tau]}" if name == "pf" else name
         baselines[label] = metrics(data, bp, bm, tbs_of(data, cell, bp, bm))
     best = min(baselines, key=lambda k: (np.nan_to_num(baselines[k]["tput_err_median"], nan=9e9)))
     return {"learned": learned, "baselines": baselines, "best_baseline": best,

@@ -4,7 +4,7 @@ History-as-features: the model sees no sequence, only the current slot. What it
 knows about the past comes from running per-user state kept by
 :class:`HistoryTracker` (last MCS and PRBs of a new transmission, slots since
 the last grant, exponentially averaged granted throughput over several time
-constants). The same tracker runs
+windows). The same tracker runs
 
 * in :mod:`neuralemu.scheduler_model.dataset`, fed with the new-transmission
   DCIs of the telemetry, slot by slot, and
@@ -20,7 +20,19 @@ feature with the same code.
 Throughput is counted in "raw bits": PRBs x 12 subcarriers x symbols x layers x
 Qm x R of the MCS (38.214 5.1.3.1), i.e. the TBS before DMRS/overhead and
 rounding (38.214 5.1.3.2). It is exactly reproducible from a DCI row and from an
-:class:`Allocation` with its :class:`SlotContext`.
+:class:`Allocation` with its :class:`SlotContext`. The averages are EWMAs with
+``alpha = 1/W`` per slot that carries the direction (W in ``AVG_WINDOWS_SLOTS``),
+the way a proportional-fair scheduler keeps them; the count of such slots is a
+function of the absolute slot index and the TDD pattern
+(:func:`direction_slot_index`), so it is the same in telemetry and in the engine
+even for slots in which nobody was scheduled.
+
+Besides absolute values, the features include *relative* ones over the users
+with data in the slot (gap of the user's log proportional-fair metric, log
+spectral efficiency and log slots-since-grant to the best such user, in each
+window), so that metric-ordered schedulers (pf with any window, max-CQI,
+round robin) are easy to represent; the model still has to learn which one, with
+which window, and how PRBs and MCS follow.
 """
 
 from __future__ import annotations
@@ -31,16 +43,17 @@ from neuralemu.scheduler_model import mcs_info
 
 MAX_USERS = 64                  # users per slot the model handles (padded + masked)
 N_MCS_CLASSES = 29              # MCS indices 0..28 of a new transmission (38.214 5.1.3.1)
-AVG_TAUS_MS = (10.0, 50.0, 200.0, 1000.0)   # time constants of the averaged granted throughput
+AVG_WINDOWS_SLOTS = (10, 30, 100, 300, 1000)   # EWMA windows of the averaged granted throughput
 SLOT_TYPES = ("D", "U", "S")
 
 USER_FEATURE_NAMES = (
     "log_buffer", "has_data", "cqi", "sinr", "last_mcs", "never_granted", "last_prbs_frac",
     "log_slots_since_grant",
-    *[f"log_avg_kbps_{int(t)}ms" for t in AVG_TAUS_MS],
-    *[f"avg_share_{int(t)}ms" for t in AVG_TAUS_MS],
-    "pending_retx", "is_ul", "need_frac", "log_se_cqi", "cqi_mcs",
-    *[f"pf_metric_{int(t)}ms" for t in AVG_TAUS_MS],
+    *[f"log_avg_{w}" for w in AVG_WINDOWS_SLOTS],
+    *[f"avg_share_{w}" for w in AVG_WINDOWS_SLOTS],
+    "pending_retx", "is_ul", "need_frac", "log_se_cqi", "cqi_mcs", "se_gap", "since_gap",
+    *[f"pf_metric_{w}" for w in AVG_WINDOWS_SLOTS],
+    *[f"pf_gap_{w}" for w in AVG_WINDOWS_SLOTS],
 )
 CELL_FEATURE_NAMES = ("slot_D", "slot_U", "slot_S", "prbs_available_frac", "symbols_frac",
                       "n_users_frac", "max_ues_frac", "is_ul")
@@ -58,14 +71,14 @@ def raw_bits(prbs, symbols, layers, mcs, mcs_table: str) -> np.ndarray:
 class HistoryTracker:
     """Running per-user state of one direction, updated after every scheduling decision.
 
-    The averaged throughput is a continuous-time exponential average of the
-    granted raw bits: ``avg(t) = sum_k bits_k * exp(-(t - t_k)/tau) / tau``,
-    kept lazily per user (value and time of the last update), so that a slot
-    costs O(users).
+    The averaged throughput is, for each window W, the EWMA of the granted raw
+    bits per direction slot: after slot c, ``avg <- (1 - 1/W) avg + bits/W``.
+    It is kept lazily per user (the value after its last grant and that
+    slot's index), so a slot costs O(users): between grants it only decays.
     """
 
-    def __init__(self, taus_ms=AVG_TAUS_MS) -> None:
-        self.taus_us = np.asarray(taus_ms, dtype=np.float64) * 1000.0
+    def __init__(self, windows_slots=AVG_WINDOWS_SLOTS) -> None:
+        self.keep = 1.0 - 1.0 / np.asarray(windows_slots, dtype=np.float64)
         self._index: dict[int, int] = {}
         self._cap = 0
         self._grow(64)
@@ -83,8 +96,8 @@ class HistoryTracker:
         self.last_mcs = grow(getattr(self, "last_mcs", None), -1.0)
         self.last_prbs = grow(getattr(self, "last_prbs", None), 0.0)
         self.last_grant_slot = grow(getattr(self, "last_grant_slot", None), -1e18)
-        self.avg_value = grow(getattr(self, "avg_value", None), 0.0, (len(self.taus_us),))
-        self.avg_t_us = grow(getattr(self, "avg_t_us", None), 0.0)
+        self.avg_value = grow(getattr(self, "avg_value", None), 0.0, (len(self.keep),))
+        self.avg_at = grow(getattr(self, "avg_at", None), 0.0)
         self._cap = cap
 
     def rows(self, ue_ids: np.ndarray) -> np.ndarray:
@@ -106,22 +119,32 @@ class HistoryTracker:
         self._last_rows = out
         return out
 
-    def averages_bps(self, rows: np.ndarray, t_us: float) -> np.ndarray:
-        """[n, n_taus] averaged granted raw throughput in bits/s at time ``t_us``."""
-        dt = np.maximum(t_us - self.avg_t_us[rows], 0.0)[:, None]
-        return self.avg_value[rows] * np.exp(-dt / self.taus_us) * 1e6 / self.taus_us
+    def averages(self, rows: np.ndarray, dslot: float) -> np.ndarray:
+        """[n, n_windows] averaged granted raw bits per direction slot, before slot ``dslot``."""
+        gap = np.maximum(dslot - 1.0 - self.avg_at[rows], 0.0)[:, None]
+        return self.avg_value[rows] * self.keep ** gap
 
-    def update(self, rows: np.ndarray, slot: int, t_us: float, prbs: np.ndarray,
+    def update(self, rows: np.ndarray, slot: int, dslot: float, prbs: np.ndarray,
                mcs: np.ndarray, symbols: int, layers, mcs_table: str) -> None:
         """Record the new transmissions of one decision (``prbs > 0`` = granted)."""
-        layers = np.broadcast_to(np.asarray(layers, dtype=np.float64), rows.shape)
+        layers = np.ascontiguousarray(np.broadcast_to(np.asarray(layers, dtype=np.float64),
+                                                      rows.shape))
         _update_kernel(rows, np.asarray(prbs, dtype=np.float64), np.asarray(mcs, dtype=np.int64),
-                       layers, float(symbols), float(slot), float(t_us), self.taus_us,
+                       layers, float(symbols), float(slot), float(dslot), self.keep,
                        mcs_info.se_lookup(mcs_table), self.last_mcs, self.last_prbs,
-                       self.last_grant_slot, self.avg_value, self.avg_t_us)
+                       self.last_grant_slot, self.avg_value, self.avg_at)
 
 
-def user_features(*, rows: np.ndarray, tracker: HistoryTracker, slot: int, t_us: float,
+def direction_slot_index(slot, period_slots: int, positions) -> np.ndarray:
+    """How many slots carrying the direction come before ``slot`` (TDD pattern positions
+    within a period of ``period_slots``); the clock of the throughput averages."""
+    pos = np.sort(np.asarray([int(p) for p in positions], dtype=np.int64))
+    slot = np.asarray(slot, dtype=np.int64)
+    return ((slot // period_slots) * len(pos)
+            + np.searchsorted(pos, slot % period_slots, side="left")).astype(np.float64)
+
+
+def user_features(*, rows: np.ndarray, tracker: HistoryTracker, slot: int, dslot: float,
                   direction: str, buffer_bytes: np.ndarray, cqi: np.ndarray,
                   sinr_db: np.ndarray | None, pending_retx: np.ndarray, prbs_available: int,
                   prbs_total: int, symbols: int, layers: int, mcs_table: str) -> np.ndarray:
@@ -134,7 +157,7 @@ def user_features(*, rows: np.ndarray, tracker: HistoryTracker, slot: int, t_us:
     out = np.empty((n, N_USER_FEATURES), dtype=np.float32)
     sinr = np.zeros(n) if sinr_db is None else np.asarray(sinr_db, dtype=np.float64)
     _features_kernel(rows, tracker.last_mcs, tracker.last_prbs, tracker.last_grant_slot,
-                     tracker.avg_value, tracker.avg_t_us, tracker.taus_us, float(slot), float(t_us),
+                     tracker.avg_value, tracker.avg_at, tracker.keep, float(slot), float(dslot),
                      direction == "ul", np.asarray(buffer_bytes, dtype=np.float64),
                      np.asarray(cqi, dtype=np.float64), sinr, sinr_db is not None,
                      np.asarray(pending_retx, dtype=np.float64), float(prbs_available),
@@ -144,25 +167,40 @@ def user_features(*, rows: np.ndarray, tracker: HistoryTracker, slot: int, t_us:
     return out
 
 
-def _features_loops(rows, last_mcs, last_prbs, last_grant_slot, avg_value, avg_t_us, taus_us,
-                    slot, t_us, is_ul, buf, cqi, sinr, use_sinr, pending, prbs_available,
+def _features_loops(rows, last_mcs, last_prbs, last_grant_slot, avg_value, avg_at, keep,
+                    slot, dslot, is_ul, buf, cqi, sinr, use_sinr, pending, prbs_available,
                     prbs_total, symbols, layers, se_lut, cqi_se_lut, cqi_mcs_lut, out):
     """The feature definitions, one user at a time (see USER_FEATURE_NAMES for the order)."""
     n = rows.shape[0]
-    nt = taus_us.shape[0]
-    avg = np.empty((n, nt))
-    total = np.zeros(nt)
+    nw = keep.shape[0]
+    avg = np.empty((n, nw))
+    pf = np.empty((n, nw))
+    total = np.zeros(nw)
+    best_pf = np.full(nw, -1e9)
+    best_se = -1e9
+    best_since = -1e9
     for i in range(n):
         r = rows[i]
-        dt = max(t_us - avg_t_us[r], 0.0)
-        for k in range(nt):
-            avg[i, k] = avg_value[r, k] * np.exp(-dt / taus_us[k]) * 1e6 / taus_us[k]
+        gap = max(dslot - 1.0 - avg_at[r], 0.0)
+        c = min(max(int(cqi[i]), 0), 15)
+        log_se = np.log(max(cqi_se_lut[c], 0.05))
+        log_since = np.log1p(min(slot - last_grant_slot[r], 1e5))
+        for k in range(nw):
+            avg[i, k] = avg_value[r, k] * keep[k] ** gap
             total[k] += avg[i, k]
+            pf[i, k] = log_se - np.log(avg[i, k] + 100.0)
+            if buf[i] > 0:
+                best_pf[k] = max(best_pf[k], pf[i, k])
+        if buf[i] > 0:
+            best_se = max(best_se, log_se)
+            best_since = max(best_since, log_since)
+    j = 8 + 2 * nw
     for i in range(n):
         r = rows[i]
         never = last_mcs[r] < 0
         since = min(slot - last_grant_slot[r], 1e5)
         c = min(max(int(cqi[i]), 0), 15)
+        log_se = np.log(max(cqi_se_lut[c], 0.05))
         out[i, 0] = np.log1p(max(buf[i], 0.0)) / 10.0
         out[i, 1] = 1.0 if buf[i] > 0 else 0.0
         out[i, 2] = c / 15.0
@@ -171,10 +209,9 @@ def _features_loops(rows, last_mcs, last_prbs, last_grant_slot, avg_value, avg_t
         out[i, 5] = 1.0 if never else 0.0
         out[i, 6] = last_prbs[r] / max(prbs_total, 1.0)
         out[i, 7] = np.log1p(since) / 8.0
-        for k in range(nt):
-            out[i, 8 + k] = np.log1p(avg[i, k] / 1e3) / 10.0
-            out[i, 8 + nt + k] = avg[i, k] / max(total[k], 1e-9)
-        j = 8 + 2 * nt
+        for k in range(nw):
+            out[i, 8 + k] = np.log1p(avg[i, k] / 100.0) / 10.0
+            out[i, 8 + nw + k] = avg[i, k] / max(total[k], 1e-9)
         out[i, j] = pending[i] / 4.0
         out[i, j + 1] = 1.0 if is_ul else 0.0
         # PRBs this user's buffer needs at its expected MCS, as a fraction of what is free
@@ -182,15 +219,18 @@ def _features_loops(rows, last_mcs, last_prbs, last_grant_slot, avg_value, avg_t
         bits_per_prb = 12.0 * symbols * layers * se_lut[min(max(est_mcs, 0), 31)]
         need = max(buf[i], 0.0) * 8.0 / max(bits_per_prb, 1.0) / max(prbs_available, 1.0)
         out[i, j + 2] = min(need, 4.0)
-        log_se = np.log(max(cqi_se_lut[c], 0.05))
         out[i, j + 3] = log_se
         out[i, j + 4] = cqi_mcs_lut[c] / 28.0
-        for k in range(nt):
-            out[i, j + 5 + k] = (log_se - np.log(avg[i, k] + 1e3)) / 10.0
+        has = buf[i] > 0
+        out[i, j + 5] = max(log_se - best_se, -3.0) if has else -3.0
+        out[i, j + 6] = max(np.log1p(since) - best_since, -5.0) if has else -5.0
+        for k in range(nw):
+            out[i, j + 7 + k] = pf[i, k] / 10.0
+            out[i, j + 7 + nw + k] = max(pf[i, k] - best_pf[k], -3.0) if has else -3.0
 
 
-def _update_loops(rows, prbs, mcs, layers, symbols, slot, t_us, taus_us, se_lut, last_mcs,
-                  last_prbs, last_grant_slot, avg_value, avg_t_us):
+def _update_loops(rows, prbs, mcs, layers, symbols, slot, dslot, keep, se_lut, last_mcs,
+                  last_prbs, last_grant_slot, avg_value, avg_at):
     """Granted users: last MCS / PRBs / slot, and the raw bits into the lazy averages."""
     for i in range(rows.shape[0]):
         if prbs[i] <= 0:
@@ -201,10 +241,10 @@ def _update_loops(rows, prbs, mcs, layers, symbols, slot, t_us, taus_us, se_lut,
         last_mcs[r] = mcs[i]
         last_prbs[r] = prbs[i]
         last_grant_slot[r] = slot
-        dt = max(t_us - avg_t_us[r], 0.0)
-        for k in range(taus_us.shape[0]):
-            avg_value[r, k] = avg_value[r, k] * np.exp(-dt / taus_us[k]) + bits
-        avg_t_us[r] = t_us
+        gap = max(dslot - 1.0 - avg_at[r], 0.0)
+        for k in range(keep.shape[0]):
+            avg_value[r, k] = avg_value[r, k] * keep[k] ** gap * keep[k] + (1.0 - keep[k]) * bits
+        avg_at[r] = dslot
 
 
 try:

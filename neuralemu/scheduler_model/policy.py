@@ -53,6 +53,12 @@ class LearnedPolicy:
         self._rows: dict[str, np.ndarray] = {}
         self._keep: dict[str, np.ndarray | None] = {}
 
+    def _dslot(self, ctx: SlotContext) -> float:
+        """Index of this slot among the slots carrying ctx.direction (the averages' clock)."""
+        cell = self.bundle.cell
+        return float(F.direction_slot_index(ctx.slot, cell.period_slots,
+                                            cell.slot_types[ctx.direction].keys()))
+
     def _candidates(self, ues: UeFeatures) -> np.ndarray | None:
         """Indices of the users the model sees (all, or the 64 fullest buffers)."""
         if len(ues) <= F.MAX_USERS:
@@ -74,7 +80,7 @@ class LearnedPolicy:
         cell = self.bundle.cell
         layers = max(1, min(cell.layers.get(ctx.direction, 1), ctx.max_layers))
         user_x = F.user_features(
-            rows=rows, tracker=tracker, slot=ctx.slot, t_us=ctx.t_us, direction=ctx.direction,
+            rows=rows, tracker=tracker, slot=ctx.slot, dslot=self._dslot(ctx), direction=ctx.direction,
             buffer_bytes=sel(ues.buffer_bytes), cqi=sel(ues.cqi),
             sinr_db=sel(ues.sinr_db) if self.use_sinr else None,
             pending_retx=sel(ues.pending_retx), prbs_available=ctx.prbs_available,
@@ -105,7 +111,7 @@ class LearnedPolicy:
             return
         rows = tracker.rows(np.asarray(ues.ue_id, dtype=np.int64))
         mcs = np.asarray(alloc.mcs, dtype=np.int64)
-        tracker.update(rows, ctx.slot, ctx.t_us, prbs, mcs, ctx.symbols, alloc.layers,
+        tracker.update(rows, ctx.slot, self._dslot(ctx), prbs, mcs, ctx.symbols, alloc.layers,
                        ctx.mcs_table)
 
 
