@@ -13,12 +13,14 @@ Live runs reuse one :class:`~neuralemu.datapath.live.LiveEmulation` (one testbed
 for all repetitions; the testbed is always removed at the end, also on failure or Ctrl-C.
 The offline mirror is deterministic (the scenario's seed), so it runs once.
 
-The web comparison calibrates the browser's own delays first: the page is loaded
-``calibration_runs`` times over the plain testbed (no emulation, so the network
-takes microseconds) and the browser's Navigation/Resource Timing gives its
-navigation-start-to-request, HTML-to-first-subresource and last-byte-to-load
-delays (:func:`browser_model_from_plain`). The offline mirror adds those to its
-network model; nothing measured through the emulator feeds the offline side.
+The web comparison calibrates the browser's own delays: before every emulated load
+the page is loaded over the plain path (one more UE namespace that is no emulated
+user, so its packets cross the middlebox unheld and the network takes
+microseconds), and the browser's Navigation/Resource Timing gives its
+navigation-start-to-request, HTML-to-first-subresource, per-request and
+last-byte-to-load delays under the host's current load
+(:func:`browser_model_from_plain`). The offline mirror adds those to its network
+model; nothing measured through the emulator feeds the offline side.
 """
 
 from __future__ import annotations
@@ -113,22 +115,31 @@ def _need_root() -> None:
 
 
 class _Live:
-    """Testbed + live emulation of a scenario; everything removed on exit."""
+    """Testbed + live emulation of a scenario; everything removed on exit.
 
-    def __init__(self, sc, prefix: str, *, calibrate=None) -> None:
-        self.sc, self.prefix, self.calibrate = sc, prefix, calibrate
+    ``plain_ue``: build one more UE namespace that is no emulated user: its traffic
+    crosses the middlebox unclassified (passed at once, no cell), the reference path
+    for the app's own delays (``env.plain_ns``)."""
+
+    def __init__(self, sc, prefix: str, *, plain_ue: bool = False, on_up=None) -> None:
+        self.sc, self.prefix, self.plain_ue, self.on_up = sc, prefix, plain_ue, on_up
         self.live = None
         self.tb = None
+
+    @property
+    def plain_ns(self) -> str:
+        return self.tb.ns_ue(len(self.sc.ues) + 1)
 
     def __enter__(self):
         from neuralemu.datapath import testbed
         from neuralemu.datapath.live import LiveEmulation
         _need_root()
-        self.tb = testbed.up(len(self.sc.ues), self.prefix)
         try:
-            if self.calibrate is not None:
-                self.calibrate(self.tb)          # plain testbed, before emulation
-            self.live = LiveEmulation.from_scenario(self.sc, testbed=self.tb, own_testbed=True)
+            self.tb = testbed.up(len(self.sc.ues) + int(self.plain_ue), self.prefix)
+            if self.on_up is not None:
+                self.on_up(self.tb)
+            self.live = LiveEmulation.from_scenario(self.sc, testbed=self.tb, own_testbed=True,
+                                                    unclassified="pass")
             self.live.start()
         except BaseException:
             self.__exit__()
@@ -257,17 +268,24 @@ def offline_page_load(sc, page, model=None, t0_us: int = 1000, max_s: float = 12
     return src
 
 
-def browser_model_from_plain(loads) -> "BrowserModel":  # noqa: F821
-    """Browser-side delays from page loads over the plain (unemulated) path: medians of
-    navigation start -> HTML request, HTML last byte -> first subresource request, and
-    last byte of any object -> loadEventEnd."""
+def browser_model_from_plain(loads, n_objects: int, connections: int = 6) -> "BrowserModel":  # noqa: F821
+    """Browser-side delays from page loads over the plain (unemulated) path, where the network
+    takes microseconds: medians of navigation start -> HTML request (``nav_start_us``), HTML
+    last byte -> first subresource request (``parse_us``), last byte of any object ->
+    loadEventEnd (``tail_us``), and the time per request round on each connection
+    (first subresource request -> last byte, over ceil((n_objects - 1) / connections)
+    rounds: ``request_gap_us``)."""
     from neuralemu.apps.pageload import BrowserModel
     med = statistics.median
+    rounds = max(1, -(-(n_objects - 1) // connections))
     nav = med(x.request_start_ms for x in loads)
     parse = med(max(0.0, x.first_subresource_request_ms - x.response_end_ms) for x in loads)
     tail = med(max(0.0, x.plt_ms - x.last_response_end_ms) for x in loads)
-    return BrowserModel(nav_start_us=int(nav * 1000), parse_us=int(parse * 1000),
-                        tail_us=int(tail * 1000))
+    gap = med(max(0.0, x.last_response_end_ms - x.first_subresource_request_ms) / rounds
+              for x in loads)
+    return BrowserModel(connections=connections, nav_start_us=int(nav * 1000),
+                        parse_us=int(parse * 1000), tail_us=int(tail * 1000),
+                        request_gap_us=int(gap * 1000))
 
 
 def _write_warmup(root: Path) -> None:
@@ -276,9 +294,12 @@ def _write_warmup(root: Path) -> None:
                                      "</head><body>warm-up</body></html>\n")
 
 
-def compare_web(scenario, *, page_seed: int = 5, runs: int = 5, calibration_runs: int = 3,
-                prefix: str = "apps", policy: str | None = None, model: str | None = None,
-                nice: int = -10, log=None) -> AppComparison:
+def compare_web(scenario, *, page_seed: int = 5, runs: int = 5, prefix: str = "apps",
+                policy: str | None = None, model: str | None = None, nice: int = -10,
+                log=None) -> AppComparison:
+    """``runs`` page loads through the emulated cell, each right after a load of the same page
+    over the plain path (the calibration of the browser's own delays, taken under the same
+    host load), and the offline mirror with those delays."""
     from neuralemu.apps.browser import Chromium
     from neuralemu.apps.webpage import make_page, write_page
     from neuralemu.apps.webserver import WebServer
@@ -298,41 +319,38 @@ def compare_web(scenario, *, page_seed: int = 5, runs: int = 5, calibration_runs
             servers.append(WebServer(tb.ns_srv, root, tb.server_ipv4, WEB_PORT).start())
             servers.append(WebServer(tb.ns_srv, warm, tb.server_ipv4, WARMUP_PORT).start())
 
-        def load_once(tb):
-            with Chromium(tb.ns_ue(1), nice=nice) as browser:
-                return browser.load(f"http://{tb.server_ipv4}:{WEB_PORT}/index.html",
-                                    warmup_url=f"http://{tb.server_ipv4}:{WARMUP_PORT}/index.html")
-
-        def calibrate(tb) -> None:
-            serve(tb)
-            for i in range(calibration_runs):
-                plain.append(load_once(tb))
-                if log:
-                    log(f"plain {i + 1}/{calibration_runs}: {plain[-1].plt_ms:.0f} ms")
+        def load_once(tb, ns):
+            with Chromium(ns, nice=nice) as browser:
+                r = browser.load(f"http://{tb.server_ipv4}:{WEB_PORT}/index.html",
+                                 warmup_url=f"http://{tb.server_ipv4}:{WARMUP_PORT}/index.html")
+            if r.n_resources != len(page.objects) - 1:
+                raise RuntimeError(f"the browser fetched {r.n_resources} objects, the page "
+                                   f"has {len(page.objects) - 1}")
+            return r
 
         try:
-            with _Live(sc, prefix, calibrate=calibrate) as env:
+            with _Live(sc, prefix, plain_ue=True, on_up=serve) as env:
                 for i in range(runs):
-                    r = load_once(env.tb)
-                    if r.n_resources != len(page.objects) - 1:
-                        raise RuntimeError(f"the browser fetched {r.n_resources} objects, the page "
-                                           f"has {len(page.objects) - 1}")
+                    plain.append(load_once(env.tb, env.plain_ns))
+                    r = load_once(env.tb, env.tb.ns_ue(1))
                     res.live.append(r.plt_ms)
                     res.details.setdefault("live_loads", []).append(r.as_dict())
                     if log:
-                        log(f"run {i + 1}/{runs}: {r.plt_ms:.0f} ms")
+                        log(f"run {i + 1}/{runs}: {r.plt_ms:.0f} ms (plain path {plain[-1].plt_ms:.0f} ms)")
                     env.drain()
         finally:
             for s in servers:
                 s.stop()
-    bm = browser_model_from_plain(plain)
+    bm = browser_model_from_plain(plain, len(page.objects))
     src = offline_page_load(sc, page, bm)
+    net = offline_page_load(sc, page, None)
     res.offline = src.plt_us / 1000
     res.details.update({
+        "plain_plt_ms": [x.plt_ms for x in plain],
         "plain_plt_ms_median": statistics.median(x.plt_ms for x in plain),
         "browser_nav_start_ms": bm.nav_start_us / 1000, "browser_parse_ms": bm.parse_us / 1000,
-        "browser_tail_ms": bm.tail_us / 1000,
-        "offline_network_plt_ms": (src.plt_us - bm.nav_start_us - bm.tail_us - bm.parse_us) / 1000,
+        "browser_tail_ms": bm.tail_us / 1000, "browser_request_gap_ms": bm.request_gap_us / 1000,
+        "offline_network_only_plt_ms": net.plt_us / 1000,
         "offline_dl_bytes": src.bytes["dl"], "offline_ul_bytes": src.bytes["ul"],
         "offline_retransmissions": src.retransmissions})
     return res

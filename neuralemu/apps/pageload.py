@@ -22,6 +22,9 @@ server, with every packet of both directions going through the slot engine:
   host under HTTP/1.1): connection 0 is reused and the others are opened
   (SYN/SYN-ACK first); requests go out in priority order (stylesheets, scripts,
   images; document order within a kind), each on the next idle connection;
+- a connection whose response is complete waits ``request_gap_us`` (the
+  browser's and the server's processing per request) before it takes the next
+  request;
 - the page is loaded when the last object's last segment is delivered; page
   load time = that + ``tail_us`` - ``t0``.
 
@@ -58,6 +61,7 @@ class BrowserModel:
     loss_detect_us: int = 20_000
     nav_start_us: int = 0                 # navigation start -> the first SYN
     parse_us: int = 0                     # HTML complete -> subresource requests
+    request_gap_us: int = 0               # a response complete -> the next GET on that connection
     tail_us: int = 0                      # last byte -> loadEventEnd
     beta: float = 0.7
 
@@ -68,7 +72,7 @@ class _Conn:
 
     def __init__(self, idx: int, cwnd: int) -> None:
         self.idx = idx
-        self.state = "closed"          # closed | connecting | idle | busy
+        self.state = "closed"          # closed | connecting | idle | busy | thinking
         self.cwnd = float(cwnd)
         self.ssthresh = float("inf")
         self.queue: deque = deque()    # server side: segments (obj, wire_bytes) not yet sent
@@ -154,13 +158,20 @@ class PageLoadSource:
                            key=lambda i: (KIND_ORDER[self.page.objects[i].kind], i))
             self.pending.extend(kinds)
             self._at(t + self.m.parse_us, self._dispatch)
+        elif self.m.request_gap_us:
+            conn.state = "thinking"
+            self._at(t + self.m.request_gap_us, self._ready, c)
         else:
             self._dispatch(t)
-        if conn.state == "idle" and conn.unacked:     # nothing to piggyback on: a pure ACK
+        if conn.state != "busy" and conn.unacked:     # nothing to piggyback on: a pure ACK
             self._send(t, "ul", self.m.ack_bytes, ("ack", c, conn.unacked))
             conn.unacked = 0
         if len(self.obj_done_us) == len(self.page.objects):
             self.done_us = t
+
+    def _ready(self, t: int, c: int) -> None:
+        self.conns[c].state = "idle"
+        self._dispatch(t)
 
     def _dispatch(self, t: int) -> None:
         for conn in self.conns:
