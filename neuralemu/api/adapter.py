@@ -90,8 +90,10 @@ class EngineAdapter:
     """Wraps one running emulation: the engine, its traffic sources and per-UE bookkeeping."""
 
     def __init__(self, engine, *, sources=(), ue_meta: dict[int, dict] | None = None,
-                 ue_traffic=None, policy_name: str | None = None, seed: int = 0) -> None:
+                 ue_traffic=None, policy_name: str | None = None, seed: int = 0,
+                 ue_configs: dict | None = None) -> None:
         self.engine = engine
+        self.ue_cfg: dict[int, object] = dict(ue_configs or {})   # ue_id -> UeConfig
         self.slot_duration_s = engine.slot_us * 1e-6
         self.seed = seed
         self.ue_traffic = ue_traffic          # callable(ue_spec: dict, t0_us) -> list[source]
@@ -108,10 +110,13 @@ class EngineAdapter:
             self._track(ue_id, (ue_meta or {}).get(ue_id, {}))
 
     # ---- bookkeeping ------------------------------------------------------------------
-    def _track(self, ue_id: int, meta: dict) -> None:
-        cfg = self.engine._ue_cfg.get(ue_id) if hasattr(self.engine, "_ue_cfg") else None
+    def _track(self, ue_id: int, meta: dict, cfg=None) -> None:
+        """Start bookkeeping for a user; ``cfg`` is its ``UeConfig`` (kept for channel swaps)."""
+        if cfg is not None:
+            self.ue_cfg[ue_id] = cfg
+        cfg = self.ue_cfg.get(ue_id)
         self.meta[ue_id] = {"name": meta.get("name"), "ip": meta.get("ip"),
-                            "priority": float(getattr(cfg, "priority", 1.0)),
+                            "priority": float(getattr(cfg, "priority", 1.0) or 1.0),
                             "channel_offset_db": 0.0,
                             "queue_limit_bytes": getattr(cfg, "queue_limit_bytes", None)
                             or self.engine.cell.queue_limit_bytes,
@@ -140,6 +145,10 @@ class EngineAdapter:
                                       np.asarray(d), np.asarray(size, dtype=np.int64))
 
     def step(self) -> dict:
+        return self.step_result()[1]
+
+    def step_result(self):
+        """Feed this slot's traffic, run it, count it: ``(SlotResult, timing info)``."""
         eng = self.engine
         t_us = eng.t_us
         t0 = time.perf_counter()
@@ -187,7 +196,7 @@ class EngineAdapter:
             c["slots"] += 1
         self.cell_slots += 1
         self.cell_prb_slots += prbs_now
-        return {"decision_time_s": t2 - t1, "slot_time_s": time.perf_counter() - t0}
+        return res, {"decision_time_s": t2 - t1, "slot_time_s": time.perf_counter() - t0}
 
     def _all_sources(self):
         yield from self.sources
@@ -239,7 +248,7 @@ class EngineAdapter:
             raise CommandError(409, f"UE {cfg.ue_id} is already attached", "ue_id")
         sources = self.ue_traffic(spec, eng.t_us) if self.ue_traffic else []   # may raise: nothing added
         eng.add_ue(cfg)
-        self._track(cfg.ue_id, spec | {"background": background})
+        self._track(cfg.ue_id, spec | {"background": background}, cfg)
         if sources:
             self.ue_sources[cfg.ue_id] = list(sources)
             self._prefetched_until = -1      # fetch the newcomer's arrivals at the next slot
@@ -251,6 +260,7 @@ class EngineAdapter:
         self.engine.remove_ue(ue_id)
         self.cum.pop(ue_id, None)
         self.meta.pop(ue_id, None)
+        self.ue_cfg.pop(ue_id, None)
         self.ue_sources.pop(ue_id, None)
         return {"id": ue_id}
 
@@ -284,36 +294,43 @@ class EngineAdapter:
         return {"id": ue_id}
 
     def _set_priority(self, ue_id: int, priority: float) -> None:
-        eng = self.engine
-        setter = getattr(eng, "set_priority", None)
-        if callable(setter):
-            setter(ue_id, priority)
-            return
-        # the engine has no setter yet: write its per-UE weight (read every slot)
-        from neuralemu.cell import kernel as K
-        eng._uf[K.UF_PRIO, eng._index(ue_id)] = priority
-        eng._ue_cfg[ue_id] = eng._ue_cfg[ue_id].model_copy(update={"priority": priority})
+        self.engine.set_priority(ue_id, priority)          # docs/engine.md
+        if ue_id in self.ue_cfg:
+            self.ue_cfg[ue_id] = self.ue_cfg[ue_id].model_copy(update={"priority": priority})
 
     def _swap_channel(self, ue_id: int, channel) -> None:
         """A new channel model: the engine attaches channels at add_ue, so re-attach the UE
         (its queued packets are dropped with reason ``detach``; counters carry on)."""
+        from neuralemu.cell.config import UeConfig
         eng = self.engine
-        cfg = eng._ue_cfg[ue_id].model_copy(update={"channel": channel})
+        old = self.ue_cfg.get(ue_id) or UeConfig(ue_id=ue_id)
+        cfg = old.model_copy(update={"channel": channel, "priority": self.meta[ue_id]["priority"]})
         offset = self.meta[ue_id]["channel_offset_db"]
         eng.remove_ue(ue_id)
         eng.add_ue(cfg)
+        self.ue_cfg[ue_id] = cfg
         if offset:
             eng.set_channel_offset_db(ue_id, offset)
+        limit = self.meta[ue_id].get("queue_limit_bytes")
+        if limit and limit != eng.cell.queue_limit_bytes:
+            for d in cfg.directions:
+                eng.set_queue_limit(ue_id, d, int(limit))
+
+    def prepare_policy(self, spec: dict):
+        """Build (and bind) the policy of a PUT /policy: the slow part (loading a model or a
+        trace), done before the slot boundary. Raises CommandError; nothing is changed."""
+        return make_policy_from_spec(spec["name"], dict(spec.get("params") or {}), spec, self.engine)
+
+    def apply_policy(self, spec: dict, policy) -> dict:
+        """Swap a prepared policy in (at a slot boundary)."""
+        name = spec["name"]
+        self.engine.set_policy(policy)
+        self.policy = {"name": name, "params": dict(spec.get("params") or {}),
+                       **{k: spec[k] for k in ("model", "trace", "trace_up") if spec.get(k)}}
+        return {"name": name, "slot": int(self.engine.slot)}
 
     def set_policy(self, spec: dict) -> dict:
-        name = spec["name"]
-        params = dict(spec.get("params") or {})
-        policy = make_policy_from_spec(name, params, spec)
-        self.engine.set_policy(policy)
-        self.policy = {"name": name, "params": params,
-                       **({"model": spec["model"]} if spec.get("model") else {}),
-                       **({"trace": spec["trace"]} if spec.get("trace") else {})}
-        return {"name": name}
+        return self.apply_policy(spec, self.prepare_policy(spec))
 
     def set_background(self, spec: dict) -> dict:
         count = int(spec["count"])
@@ -343,10 +360,12 @@ class EngineAdapter:
         # everything is prepared: now swap the background users in one slot boundary
         for ue_id in [u for u, m in self.meta.items() if m["background"]]:
             self.remove_ue(ue_id)
+        from neuralemu.cell.config import UeConfig
         for cfg, sources in new_ues:
+            cfg = UeConfig.model_validate(cfg) if isinstance(cfg, dict) else cfg
             self.engine.add_ue(cfg)
-            self._track(cfg["ue_id"], {"background": True})
-            self.ue_sources[cfg["ue_id"]] = sources
+            self._track(cfg.ue_id, {"background": True}, cfg)
+            self.ue_sources[cfg.ue_id] = sources
         self._prefetched_until = -1
         self.background = {"count": count, "load_level": load, "profile": profile,
                            "offered_dl_bps": None if profile else load * capacity_bps}
@@ -381,44 +400,109 @@ def _first_loc(exc) -> str | None:
         return None
 
 
-def make_policy_from_spec(name: str, params: dict, spec: dict):
-    """A policy object for PUT /policy; learned/replay come from their packages' registry."""
-    from neuralemu.cell.policies import make_policy
-    if name == "learned":
-        _import_optional("neuralemu.scheduler_model.policy")
-        return _try_make(make_policy, name, params, spec.get("model_path"), ("model", "bundle", "path"),
-                         "model")
-    if name == "replay":
-        _import_optional("neuralemu.replay")
-        _import_optional("neuralemu.telemetry.replay")
-        return _try_make(make_policy, name, params, spec.get("trace_path"), ("trace", "path"), "trace")
-    try:
-        return make_policy(name, **params)
-    except TypeError as exc:
-        raise CommandError(422, f"bad parameters for {name}: {exc}", "params") from None
+# PUT /policy parameters each registered factory takes (besides the uploaded file), with their
+# types: ``neuralemu.scheduler_model.policy.make_learned_policy(model, mode, seed)`` and
+# ``neuralemu.replay.ReplayPolicy(mahimahi_down, mahimahi_up, nrscope, rnti, ue_id, loop, max_bler)``.
+POLICY_PARAMS = {
+    "pf": {"window_slots": float},
+    "rr": {},
+    "maxcqi": {},
+    "learned": {"mode": str, "seed": int},
+    "replay": {"rnti": int, "ue_id": int, "loop": bool, "max_bler": float},
+}
+POLICY_MODULES = {"learned": "neuralemu.scheduler_model.policy", "replay": "neuralemu.replay"}
 
 
-def _import_optional(module: str) -> None:
-    import importlib
-    try:
-        importlib.import_module(module)
-    except ImportError:
+def _typed_params(name: str, params: dict) -> dict:
+    allowed = POLICY_PARAMS.get(name)
+    if allowed is None:
+        return dict(params)
+    out = {}
+    for key, value in params.items():
+        kind = allowed.get(key)
+        if kind is None:
+            raise CommandError(422, f"policy {name!r} takes no parameter {key!r} (it takes: "
+                               f"{', '.join(sorted(allowed)) or 'none'})", f"params.{key}")
+        try:
+            if kind is int:
+                if float(value) != int(float(value)):
+                    raise ValueError
+                value = int(float(value))
+            elif kind is bool:
+                if value not in (0, 1, True, False):
+                    raise ValueError
+                value = bool(value)
+            else:
+                value = kind(value)
+        except (TypeError, ValueError):
+            raise CommandError(422, f"{key} must be a {kind.__name__}", f"params.{key}") from None
+        out[key] = value
+    return out
+
+
+class _Prebound:
+    """A policy already bound to this engine (loading its trace/model happened before the slot
+    boundary); ``engine.set_policy`` then only swaps it in."""
+
+    def __init__(self, policy) -> None:
+        self._policy = policy
+
+    def bind(self, engine) -> None:
         pass
 
+    def __getattr__(self, attr):
+        return getattr(self._policy, attr)
 
-def _try_make(make_policy, name, params, path, keywords, field):
-    last = None
-    for kw in keywords:
-        try:
-            return make_policy(name, **({kw: path} | params))
-        except TypeError as exc:
-            last = exc
-        except InputError as exc:
-            if "unknown" in str(exc).lower() or "no policy" in str(exc).lower():
-                raise CommandError(501, f"policy {name!r} is not available in this build: {exc}",
-                                   "name") from None
-            raise CommandError(422, str(exc), field) from None
-    raise CommandError(422, f"cannot build policy {name!r}: {last}", field)
+    def __repr__(self) -> str:
+        return repr(self._policy)
+
+
+def make_policy_from_spec(name: str, params: dict, spec: dict, engine=None):
+    """A policy object for PUT /policy, built through the engine's policy registry
+    (``learned`` and ``replay`` register themselves when their module is imported).
+
+    ``spec`` carries the server-side paths of uploaded files: ``model_path`` (learned),
+    ``trace_path`` + ``trace_kind`` (+ ``trace_up_path``) (replay). With ``engine`` the
+    policy is bound to it here, so bad traces fail now and nothing is swapped in."""
+    import importlib
+
+    from neuralemu.cell.policies import make_policy
+    kwargs = _typed_params(name, params)
+    if name in POLICY_MODULES:
+        importlib.import_module(POLICY_MODULES[name])
+    if name == "learned":
+        if not spec.get("model_path"):
+            raise CommandError(422, "policy 'learned' needs a model", "model")
+        kwargs["model"] = spec["model_path"]
+        field = "model"
+    elif name == "replay":
+        kind, path = spec.get("trace_kind"), spec.get("trace_path")
+        if not path:
+            raise CommandError(422, "policy 'replay' needs a trace", "trace")
+        if kind == "mahimahi":
+            kwargs["mahimahi_down"] = path
+            kwargs["mahimahi_up"] = spec.get("trace_up_path") or path
+        elif kind == "nrscope":
+            if "rnti" not in kwargs:
+                raise CommandError(422, "replaying an NR-Scope log needs params.rnti", "params.rnti")
+            if spec.get("trace_up_path"):
+                raise CommandError(422, "trace_up is for Mahimahi traces only", "trace_up")
+            kwargs["nrscope"] = path
+        else:
+            raise CommandError(422, f"cannot replay a trace of kind {kind!r}", "trace")
+        field = "trace"
+    else:
+        field = "params"
+    try:
+        policy = make_policy(name, **kwargs)
+        if engine is not None and callable(getattr(policy, "bind", None)):
+            policy.bind(engine)
+            if getattr(policy, "kernel_id", None) is None:
+                policy = _Prebound(policy)
+    except InputError as exc:
+        raise CommandError(422, exc.message if hasattr(exc, "message") else str(exc),
+                           exc.field if exc.field and exc.field != "params" else field) from None
+    return policy
 
 
 # ---- from a scenario ---------------------------------------------------------------------------
@@ -467,7 +551,8 @@ def make_adapter(scenario: dict) -> EngineAdapter:
     engine = emu.engine
     adapter = EngineAdapter(engine, ue_traffic=scenario_traffic(engine.slot_us, sc.seed),
                             ue_meta={u.ue_id: {"name": u.name, "ip": u.ip} for u in sc.ues},
-                            policy_name=sc.policy.name, seed=sc.seed)
+                            policy_name=sc.policy.name, seed=sc.seed,
+                            ue_configs={u.ue_id: u.engine_config() for u in sc.ues})
     adapter.policy["params"] = dict(sc.policy.params)
     for u in sc.ues:
         sources = adapter.ue_traffic(u.model_dump(), engine.t_us)

@@ -75,7 +75,9 @@ class ScenarioStore:
 
 def create_app(*, token: str | None = None, runner: EngineRunner | None = None,
                data_dir=None, engine_mode: str = "process", pace: bool = True,
-               scenario_schema=None, ue_schema=None, api_nice: int = 0) -> FastAPI:
+               scenario_schema=None, ue_schema=None, api_nice: int = 0,
+               default_mode: str = "offline", live_defaults: dict | None = None,
+               realtime: int = 0) -> FastAPI:
     """Build the app; it starts its engine host on startup and stops it on shutdown.
 
     ``runner`` (an :class:`EngineRunner`, started and stopped with the app
@@ -87,7 +89,9 @@ def create_app(*, token: str | None = None, runner: EngineRunner | None = None,
     from pathlib import Path
 
     if runner is None:
-        runner = EngineRunner(mode=engine_mode, pace=pace, api_nice=api_nice)
+        runner = EngineRunner(mode=engine_mode, pace=pace, api_nice=api_nice,
+                              default_mode=default_mode, live_defaults=live_defaults,
+                              realtime=realtime)
     store = UploadStore(Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="neuralemu-api-")))
     scenarios = ScenarioStore()
     Scenario = scenario_schema or scenario_model()
@@ -197,7 +201,7 @@ def create_app(*, token: str | None = None, runner: EngineRunner | None = None,
         scenarios.items.pop(scenario_id, None)
         return Response(status_code=204)
 
-    async def lifecycle(scenario_id: str, op: str) -> dict:
+    async def lifecycle(scenario_id: str, op: str, start: S.StartSpec | None = None) -> dict:
         item = get_item(scenario_id)
         if op != "start" and runner.snapshot.get("scenario_id") != scenario_id:
             raise error(409, f"scenario {scenario_id!r} is not the running one", "scenario_id",
@@ -205,13 +209,23 @@ def create_app(*, token: str | None = None, runner: EngineRunner | None = None,
         cmd = {"op": op}
         if op == "start":
             cmd |= {"scenario": item["scenario"], "scenario_id": scenario_id}
-        reply = _reply_or_raise(await runner.call(cmd, timeout_s=60.0))
+            if start is not None:
+                cmd["mode"] = start.mode
+                cmd["live"] = start.model_dump(exclude={"mode"}, exclude_none=True)
+                if not cmd["live"].get("spare_ue_ids"):
+                    cmd["live"].pop("spare_ue_ids", None)
+        reply = _reply_or_raise(await runner.call(cmd, timeout_s=120.0))
         item["state"] = {"start": "running", "stop": "stopped", "pause": "paused",
                          "resume": "running"}[op]
         return {"id": scenario_id, "state": reply["result"]["state"],
-                "applied_slot": reply.get("applied_slot")}
+                "applied_slot": reply.get("applied_slot"), "mode": reply["result"].get("mode")}
 
-    for _op in ("start", "stop", "pause", "resume"):
+    @app.post("/scenarios/{scenario_id}/start", response_model=S.StateOut, tags=["scenarios"],
+              summary="Start the scenario (offline, or live with {\"mode\": \"live\"})")
+    async def start_scenario(scenario_id: str, spec: Annotated[S.StartSpec | None, Body()] = None):
+        return await lifecycle(scenario_id, "start", spec)
+
+    for _op in ("stop", "pause", "resume"):
         def _make(op):
             async def handler(scenario_id: str):
                 return await lifecycle(scenario_id, op)
@@ -232,7 +246,8 @@ def create_app(*, token: str | None = None, runner: EngineRunner | None = None,
                     "prb_utilization": cell.get("prb_utilization", 0.0),
                     "policy": snap.get("policy"), "background": snap.get("background"),
                     "slot_lateness_us": snap.get("slot_lateness_us", {}),
-                    "decision_time_us": snap.get("decision_time_us", {})}
+                    "decision_time_us": snap.get("decision_time_us", {}),
+                    "mode": snap.get("mode"), "live": snap.get("live")}
         return Response(cached("cell", build), media_type="application/json")
 
     @app.get("/ues", response_model=list[S.UeOut], tags=["ues"])
@@ -298,6 +313,7 @@ def create_app(*, token: str | None = None, runner: EngineRunner | None = None,
 
     @app.put("/policy", response_model=S.PolicyOut, tags=["cell"])
     async def put_policy(spec: S.PolicySpec):
+        t_request = time.monotonic()
         running_snapshot()
         body = spec.model_dump()
         if spec.name == "learned":
@@ -310,15 +326,24 @@ def create_app(*, token: str | None = None, runner: EngineRunner | None = None,
         if spec.name == "replay":
             if not spec.trace:
                 raise error(422, "policy 'replay' needs a trace (POST /traces first)", "trace")
-            try:
-                body["trace_path"] = str(store.trace_path(spec.trace))
-                body["trace_kind"] = store.traces[spec.trace].kind
-            except KeyError:
-                raise error(404, f"no uploaded trace {spec.trace!r}", "trace") from None
-        t0 = time.monotonic()
-        reply = _reply_or_raise(await runner.call({"op": "set_policy", "policy": body}))
+            for field in ("trace", "trace_up"):
+                name = getattr(spec, field)
+                if name is None:
+                    continue
+                try:
+                    body[f"{field}_path"] = str(store.trace_path(name))
+                    body[f"{field}_kind"] = store.traces[name].kind
+                except KeyError:
+                    raise error(404, f"no uploaded trace {name!r}", field) from None
+            if spec.trace_up is not None and body["trace_up_kind"] != "mahimahi":
+                raise error(422, "trace_up must be an uploaded Mahimahi trace", "trace_up")
+        elif spec.trace_up is not None:
+            raise error(422, "trace_up is only for policy 'replay'", "trace_up")
+        reply = _reply_or_raise(await runner.call({"op": "set_policy", "policy": body,
+                                                   "t_request": t_request}))
         return {"name": spec.name, "applied_slot": reply.get("applied_slot"),
-                "applied_after_ms": (time.monotonic() - t0) * 1e3}
+                "applied_after_ms": reply["applied_after_request_s"] * 1e3,
+                "round_trip_ms": reply.get("round_trip_s", 0.0) * 1e3}
 
     # ---- uploads ------------------------------------------------------------------------
     @app.post("/models", response_model=S.StoredOut, status_code=201, tags=["uploads"])

@@ -20,6 +20,8 @@ patch_ue, set_policy, set_background, shutdown. Replies are
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 import traceback
 from typing import Callable
@@ -49,8 +51,16 @@ class EngineHost:
     """
 
     def __init__(self, make_adapter: Callable, *, pace: bool = True,
-                 publish_interval_s: float = PUBLISH_INTERVAL_S) -> None:
+                 publish_interval_s: float = PUBLISH_INTERVAL_S,
+                 make_live_adapter: Callable | None = None, default_mode: str = "offline",
+                 live_defaults: dict | None = None, realtime: int = 0) -> None:
         self.make_adapter = make_adapter
+        self.make_live_adapter = make_live_adapter
+        self.default_mode = default_mode
+        self.live_defaults = dict(live_defaults or {})
+        self.mode = "offline"         # of the current scenario: offline | live
+        self.realtime = int(realtime)  # SCHED_FIFO priority asked for the paced slot loop
+        self.realtime_active = 0
         self.pace = pace
         self.publish_interval_s = publish_interval_s
         self.adapter = None
@@ -71,6 +81,7 @@ class EngineHost:
     # ---- commands -------------------------------------------------------------------
     def handle(self, cmd: dict) -> dict:
         t_recv = time.monotonic()
+        self._t_applied = None
         try:
             result = self._apply(cmd)
             reply = {"ok": True, "result": result}
@@ -81,9 +92,26 @@ class EngineHost:
         except Exception as exc:  # noqa: BLE001 - an engine bug must not kill the host
             self.last_error = traceback.format_exc(limit=5)
             reply = {"ok": False, "status": 500, "msg": f"engine error: {exc!r}", "field": None}
-        reply["applied_slot"] = self.adapter.slot_index() if self.adapter is not None else None
-        reply["host_latency_s"] = time.monotonic() - t_recv
+        if self._t_applied is not None:      # the slot boundary at which it took effect
+            reply["applied_slot"], t_applied = self._t_applied
+        else:
+            reply["applied_slot"] = self.adapter.slot_index() if self.adapter is not None else None
+            t_applied = time.monotonic()
+        reply["host_latency_s"] = t_applied - t_recv
+        if cmd.get("t_request") is not None:    # CLOCK_MONOTONIC is shared by all processes
+            reply["applied_after_request_s"] = t_applied - float(cmd["t_request"])
         return reply
+
+    def _locked(self):
+        """The adapter's lock (live: the datapath loop's) or a no-op."""
+        lock = getattr(self.adapter, "lock", None)
+        return lock if lock is not None else contextlib.nullcontext()
+
+    def _command(self, fn, *args):
+        with self._locked():
+            out = fn(*args)
+            self._t_applied = (self.adapter.slot_index(), time.monotonic())
+            return out
 
     def _need_running(self):
         if self.adapter is None or self.state not in ("running", "paused"):
@@ -95,8 +123,23 @@ class EngineHost:
         if op == "start":
             if self.state in ("running", "paused"):
                 raise CommandError(409, f"scenario {self.scenario_id} is already running; stop it first")
-            adapter = self.make_adapter(cmd["scenario"])     # may raise InputError: nothing changes
+            mode = cmd.get("mode") or self.default_mode
+            if mode == "live":
+                if self.make_live_adapter is None:
+                    raise CommandError(501, "this server cannot run live emulations", "mode")
+                options = self.live_defaults | {k: v for k, v in (cmd.get("live") or {}).items()
+                                                if v is not None}
+                adapter = self.make_live_adapter(cmd["scenario"], options)
+            elif mode == "offline":
+                adapter = self.make_adapter(cmd["scenario"])   # may raise InputError: nothing changes
+            else:
+                raise CommandError(422, f"mode must be offline or live, got {mode!r}", "mode")
+            old = self.adapter
+            if old is not None and getattr(old, "close", None) and self.state == "stopped":
+                old.close()
             self.adapter = adapter
+            self.mode = mode
+            self._lat_read = 0
             self.scenario_id = cmd.get("scenario_id")
             self.state = "running"
             self.slots_run = 0
@@ -106,7 +149,7 @@ class EngineHost:
             self._window = []
             self._reset_pacing()
             self._publish(force=True)
-            return {"state": self.state}
+            return {"state": self.state, "mode": self.mode}
         if op == "stop":
             if self.state not in ("running", "paused"):
                 raise CommandError(409, "no scenario is running")
@@ -118,6 +161,9 @@ class EngineHost:
             return {"state": self.state}
         if op == "pause":
             self._need_running()
+            if getattr(self.adapter, "external_clock", False):
+                raise CommandError(409, "a live emulation cannot be paused (real packets keep "
+                                        "arriving); stop it instead", "state")
             self.state = "paused"
             return {"state": self.state}
         if op == "resume":
@@ -131,15 +177,19 @@ class EngineHost:
             return {"state": self.state}
         adapter = self._need_running()
         if op == "add_ue":
-            return adapter.add_ue(cmd["ue"])
+            return self._command(adapter.add_ue, cmd["ue"])
         if op == "remove_ue":
-            return adapter.remove_ue(int(cmd["ue_id"]))
+            return self._command(adapter.remove_ue, int(cmd["ue_id"]))
         if op == "patch_ue":
-            return adapter.patch_ue(int(cmd["ue_id"]), cmd["patch"])
+            return self._command(adapter.patch_ue, int(cmd["ue_id"]), cmd["patch"])
         if op == "set_policy":
-            return adapter.set_policy(cmd["policy"])
+            prepare = getattr(adapter, "prepare_policy", None)
+            if prepare is None:
+                return self._command(adapter.set_policy, cmd["policy"])
+            policy = prepare(cmd["policy"])       # load model/trace outside the slot boundary
+            return self._command(adapter.apply_policy, cmd["policy"], policy)
         if op == "set_background":
-            return adapter.set_background(cmd["background"])
+            return self._command(adapter.set_background, cmd["background"])
         raise CommandError(400, f"unknown command {op!r}", field="op")
 
     # ---- the slot loop ----------------------------------------------------------------
@@ -149,15 +199,37 @@ class EngineHost:
 
     def run(self, poll: Callable[[float], dict | None], reply: Callable[[dict, dict], None],
             publish: Callable[[dict], None]) -> None:
-        """Loop until a shutdown command: ``poll(timeout)`` returns the next command or None."""
+        """Loop until a shutdown command: ``poll(timeout)`` returns the next command or None.
+        A live emulation still running at the end is stopped (its kernel state removed)."""
         self._publish_cb = publish
+        if self.realtime > 0 and self.pace:
+            # like the datapath's loop thread: the paced loop sleeps between slots, and when it
+            # wakes it must not wait behind HTTP handlers or other work (this thread only)
+            try:
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.realtime))
+                self.realtime_active = self.realtime
+            except (OSError, AttributeError):
+                self.realtime_active = 0
         self._publish(force=True)
+        try:
+            self._run(poll, reply)
+        finally:
+            close = getattr(self.adapter, "close", None)
+            if close is not None and self.state in ("running", "paused"):
+                self.state = "stopped"
+                close()
+
+    def _run(self, poll, reply) -> None:
         while self._alive:
             running = self.state == "running"
+            if running and getattr(self.adapter, "external_clock", False):
+                self._run_external(poll, reply)
+                continue
             if not running:
                 cmd = poll(0.05)
                 if cmd is not None:
                     reply(cmd, self.handle(cmd))
+                    self._publish(force=True)
                 self._publish()
                 continue
             slot_s = self.adapter.slot_duration_s
@@ -169,18 +241,23 @@ class EngineHost:
                     cmd = poll(wait)            # sleep until the boundary, or a command
                     if cmd is not None:
                         reply(cmd, self.handle(cmd))
+                        self._publish(force=True)
                     continue
                 lateness_s = now - target
             else:
                 lateness_s = 0.0
             # slot boundary: apply every queued command first, then run the slot
+            handled = False
             while True:
                 cmd = poll(0.0)
                 if cmd is None:
                     break
                 reply(cmd, self.handle(cmd))
+                handled = True
                 if self.state != "running":
                     break
+            if handled:
+                self._publish(force=True)
             if self.state != "running":
                 continue
             self.lateness.observe(lateness_s)
@@ -190,6 +267,31 @@ class EngineHost:
             if info and info.get("decision_time_s") is not None:
                 self.decision.observe(info["decision_time_s"])
             self._publish()
+
+    def _run_external(self, poll, reply) -> None:
+        """Live: the datapath's loop thread steps the engine; here only commands (applied
+        under its lock, between two of its turns), timing figures and snapshots."""
+        a = self.adapter
+        wait = max(0.0, self._last_publish + self.publish_interval_s - time.monotonic())
+        cmd = poll(wait)
+        if cmd is not None:
+            reply(cmd, self.handle(cmd))
+            self._publish(force=True)
+        lat, steps = a.drain_timing()
+        if lat:
+            self.lateness.observe_many(lat)
+            self.slots_run += len(lat)
+        if steps:
+            self.decision.observe_many(steps)
+        if self.state == "running" and not a.alive():
+            self.last_error = "the live loop stopped"
+            try:
+                a.close()
+            except Exception as exc:  # noqa: BLE001
+                self.last_error = f"the live loop failed: {exc}"
+            self.state = "stopped"
+            self._publish(force=True)
+        self._publish()
 
     # ---- snapshots --------------------------------------------------------------------
     def _publish(self, force: bool = False) -> None:
@@ -203,9 +305,11 @@ class EngineHost:
 
     def snapshot(self) -> dict:
         self.seq += 1
+        mode = "live" if self.mode == "live" else "offline-paced" if self.pace else "offline"
         snap = {"seq": self.seq, "t_unix": time.time(), "state": self.state,
-                "scenario_id": self.scenario_id, "mode": "offline-paced" if self.pace else "offline",
-                "slots_run": self.slots_run, "error": self.last_error}
+                "scenario_id": self.scenario_id, "mode": mode,
+                "slots_run": self.slots_run, "error": self.last_error,
+                "realtime": self.realtime_active}
         lat = self.lateness.quantiles()
         dec = self.decision.quantiles()
         snap["slot_lateness_us"] = {k: v * 1e6 for k, v in lat.items()} | {"count": self.lateness.count}
@@ -216,7 +320,12 @@ class EngineHost:
             snap.update(cell=None, ues=[], policy=None, background=None, t_us=0, slot=0)
             return snap
         a = self.adapter
-        counters = a.counters()     # cumulative per-UE counters + cell counters
+        with self._locked():
+            counters = a.counters()     # cumulative per-UE counters + cell counters
+            cell = a.cell_info()
+            policy, background = a.policy_info(), a.background_info()
+        if hasattr(a, "live_info"):
+            snap["live"] = a.live_info()
         t_s = counters["t_us"] / 1e6
         self._window.append((t_s, counters))
         while len(self._window) > 2 and t_s - self._window[1][0] >= WINDOW_S:
@@ -241,13 +350,12 @@ class EngineHost:
                             "delay_hist": hist.export()})
         for o in old.get("ues", []):
             o.pop("new_delays_s", None)
-        cell = a.cell_info()
         if t_s > old_t:
             slots = max(counters["cell_slots"] - old["cell_slots"], 1)
             cell["prb_utilization"] = (counters["cell_prb_slots"] - old["cell_prb_slots"]) / (
                 slots * max(cell.get("prbs_total", 1), 1))
         else:
             cell["prb_utilization"] = 0.0
-        snap.update(cell=cell, ues=ues, policy=a.policy_info(), background=a.background_info(),
+        snap.update(cell=cell, ues=ues, policy=policy, background=background,
                     t_us=counters["t_us"], slot=counters["slot"])
         return snap

@@ -31,12 +31,36 @@ def _default_make_adapter(scenario: dict):
     return make_adapter(scenario)
 
 
-def _process_main(conn, make_adapter_path: str, pace: bool) -> None:
-    """Child-process entry: run the host, talking JSON over ``conn``."""
+def _resolve(path_or_fn):
+    if path_or_fn is None or callable(path_or_fn):
+        return path_or_fn
     import importlib
-    module_name, _, attr = make_adapter_path.rpartition(".")
-    make_adapter = getattr(importlib.import_module(module_name), attr)
-    host = EngineHost(make_adapter, pace=pace)
+    module_name, _, attr = path_or_fn.rpartition(".")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def _make_host(make_adapter, pace: bool, options: dict) -> EngineHost:
+    return EngineHost(_resolve(make_adapter), pace=pace,
+                      make_live_adapter=_resolve(options.get("make_live_adapter")),
+                      default_mode=options.get("default_mode", "offline"),
+                      live_defaults=options.get("live_defaults"),
+                      realtime=int(options.get("realtime") or 0))
+
+
+def _process_main(conn, make_adapter_path: str, pace: bool, options: dict | None = None) -> None:
+    """Child-process entry: run the host, talking JSON over ``conn``."""
+    import signal
+    import sys
+    options = options or {}
+    # Ctrl-C reaches the whole process group: the server shuts the host down in order
+    # (a live emulation must remove its kernel state), so the child ignores SIGINT.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.setswitchinterval(0.0005)   # the slot loop (or the live loop thread) gets the GIL back fast
+    host = _make_host(make_adapter_path, pace, options)
+
+    def _term(signum, frame):
+        host._alive = False
+    signal.signal(signal.SIGTERM, _term)
 
     def poll(timeout: float):
         try:
@@ -85,13 +109,18 @@ class EngineRunner:
 
     def __init__(self, *, mode: str = "process", pace: bool = True,
                  make_adapter: Callable | str = "neuralemu.api.runner._default_make_adapter",
-                 api_nice: int = 0) -> None:
+                 api_nice: int = 0, default_mode: str = "offline", live_defaults: dict | None = None,
+                 make_live_adapter: Callable | str | None = "neuralemu.api.live.make_live_adapter",
+                 realtime: int = 0) -> None:
         if mode not in ("thread", "process"):
             raise ValueError("mode must be 'thread' or 'process'")
         self.mode = mode
         self.pace = pace
         self.api_nice = api_nice   # process mode: lower the API process's CPU priority below the engine
         self._make_adapter = make_adapter
+        self.default_mode = default_mode
+        self._host_options = {"make_live_adapter": make_live_adapter, "default_mode": default_mode,
+                              "live_defaults": dict(live_defaults or {}), "realtime": realtime}
         self._ids = itertools.count(1)
         self._pending: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future]] = {}
         self._lock = threading.Lock()
@@ -107,12 +136,7 @@ class EngineRunner:
     # ---- lifecycle ----------------------------------------------------------------------
     def start(self) -> "EngineRunner":
         if self.mode == "thread":
-            make = self._make_adapter
-            if isinstance(make, str):
-                import importlib
-                module_name, _, attr = make.rpartition(".")
-                make = getattr(importlib.import_module(module_name), attr)
-            self._host = EngineHost(make, pace=self.pace)
+            self._host = _make_host(self._make_adapter, self.pace, self._host_options)
             self._cmd_queue = queue.Queue()
 
             def poll(timeout: float):
@@ -133,7 +157,8 @@ class EngineRunner:
             ctx = mp.get_context("spawn")
             parent, child = ctx.Pipe(duplex=True)
             self._proc = ctx.Process(target=_process_main, name="neuralemu-engine", daemon=True,
-                                     args=(child, self._make_adapter, self.pace))
+                                     args=(child, self._make_adapter, self.pace,
+                                           self._host_options))
             self._proc.start()
             child.close()
             if self.api_nice > 0:      # the child keeps the old priority; only the API yields

@@ -51,10 +51,35 @@ class ScenarioOut(BaseModel):
     scenario: dict
 
 
+class StartSpec(Strict):
+    """POST /scenarios/{id}/start body (optional): offline (the engine paced by the server's
+    clock, synthetic traffic) or live (real packets through a netns testbed; needs root)."""
+    mode: Literal["offline", "live"] | None = Field(
+        None, description="default: the server's (`serve --live` makes it live)")
+    prefix: str | None = Field(None, description="live: testbed prefix (default: the server's, 'ne')")
+    spare_ue_ids: list[int] = Field(default_factory=list, max_length=64,
+                                    description="live: UE ids reserved for testbed hosts N+1.. "
+                                                "(attach them later with POST /ues)")
+    base_delay_ms: float | None = Field(None, ge=0, le=10_000,
+                                        description="live: fixed one-way delay added to every packet")
+    unclassified: Literal["pass", "drop"] | None = Field(None, description="live: traffic of no UE")
+    realtime: int | None = Field(None, ge=0, le=99,
+                                 description="live: SCHED_FIFO priority of the loop thread (0 = off)")
+
+    @field_validator("spare_ue_ids")
+    @classmethod
+    def _ids(cls, v: list[int]) -> list[int]:
+        for ue in v:
+            if not 1 <= ue <= 65519:
+                raise ValueError("UE ids are C-RNTIs: 1..65519")
+        return v
+
+
 class StateOut(BaseModel):
     id: str
     state: str
     applied_slot: int | None = None
+    mode: str | None = None
 
 
 # ---- UEs ----------------------------------------------------------------------------------
@@ -120,6 +145,10 @@ class CellOut(BaseModel):
     background: dict | None
     slot_lateness_us: dict
     decision_time_us: dict
+    mode: str | None = Field(None, description="offline-paced | offline | live")
+    live: dict | None = Field(None, description="live mode: testbed prefix, hosts (UE id, netns, "
+                                                "addresses), server, per-queue datapath counters; "
+                                                "after stop the conservation summary")
 
 
 PolicyName = Literal["pf", "rr", "maxcqi", "learned", "replay"]
@@ -130,14 +159,20 @@ class PolicySpec(Strict):
     name: PolicyName
     model: str | None = Field(None, description="uploaded model name (POST /models), for 'learned'")
     trace: str | None = Field(None, description="uploaded trace name (POST /traces), for 'replay'")
-    params: dict[str, float] = Field(default_factory=dict,
-                                     description="policy parameters, e.g. pf averaging window")
+    trace_up: str | None = Field(None, description="replay of a Mahimahi trace: uploaded uplink "
+                                                   "trace (default: the same as `trace`)")
+    params: dict[str, bool | int | float | str] = Field(
+        default_factory=dict,
+        description="policy parameters: pf `window_slots`; learned `mode` (deterministic|sample), "
+                    "`seed`; replay `rnti` (NR-Scope logs: required), `ue_id`, `loop`, `max_bler`")
 
 
 class PolicyOut(BaseModel):
     name: str
-    applied_slot: int | None
-    applied_after_ms: float
+    applied_slot: int | None = Field(None, description="the first slot run with the new policy")
+    applied_after_ms: float = Field(..., description="from the API receiving the request to the "
+                                                     "engine swapping the policy in, wall time")
+    round_trip_ms: float | None = Field(None, description="API process: command posted -> reply")
 
 
 class BackgroundSpec(Strict):
