@@ -350,6 +350,9 @@ class EngineHost:
                             "delay_hist": hist.export()})
         for o in old.get("ues", []):
             o.pop("new_delays_s", None)
+        present = {u["id"] for u in ues}
+        for gone in [k for k in self.ue_delay if k not in present]:
+            del self.ue_delay[gone]             # a UE attached again starts a fresh history
         if t_s > old_t:
             slots = max(counters["cell_slots"] - old["cell_slots"], 1)
             cell["prb_utilization"] = (counters["cell_prb_slots"] - old["cell_prb_slots"]) / (
