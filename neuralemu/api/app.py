@@ -342,6 +342,7 @@ def create_app(*, token: str | None = None, runner: EngineRunner | None = None,
         reply = _reply_or_raise(await runner.call({"op": "set_policy", "policy": body,
                                                    "t_request": t_request}))
         return {"name": spec.name, "applied_slot": reply.get("applied_slot"),
+                "request_slot": reply.get("request_slot"),
                 "applied_after_ms": reply["applied_after_request_s"] * 1e3,
                 "round_trip_ms": reply.get("round_trip_s", 0.0) * 1e3}
 

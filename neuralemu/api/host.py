@@ -100,7 +100,16 @@ class EngineHost:
         reply["host_latency_s"] = t_applied - t_recv
         if cmd.get("t_request") is not None:    # CLOCK_MONOTONIC is shared by all processes
             reply["applied_after_request_s"] = t_applied - float(cmd["t_request"])
+            if self.state == "running":
+                reply["request_slot"] = self.due_slot(float(cmd["t_request"]))
         return reply
+
+    def _serve(self, cmd: dict, reply) -> None:
+        """Apply ``cmd``, publish a snapshot showing its effect, then reply: the API receives
+        the snapshot first (same pipe or thread, in order), so a GET after the reply sees it."""
+        result = self.handle(cmd)
+        self._publish(force=True)
+        reply(cmd, result)
 
     def _locked(self):
         """The adapter's lock (live: the datapath loop's) or a no-op."""
@@ -195,7 +204,17 @@ class EngineHost:
     # ---- the slot loop ----------------------------------------------------------------
     def _reset_pacing(self) -> None:
         self._t0 = time.perf_counter()
+        self._t0_mono = time.monotonic()
+        self._slot0 = self.adapter.slot_index() if self.adapter is not None else 0
         self._n = 0
+
+    def due_slot(self, t_mono: float) -> int | None:
+        """Paced offline mode: the slot whose start was due at monotonic time ``t_mono``."""
+        if not self.pace or self.adapter is None or self.mode != "offline" or \
+                getattr(self, "_t0_mono", None) is None:
+            return None
+        slot_s = self.adapter.slot_duration_s
+        return self._slot0 + int((t_mono - self._t0_mono) // slot_s)
 
     def run(self, poll: Callable[[float], dict | None], reply: Callable[[dict, dict], None],
             publish: Callable[[dict], None]) -> None:
@@ -228,8 +247,7 @@ class EngineHost:
             if not running:
                 cmd = poll(0.05)
                 if cmd is not None:
-                    reply(cmd, self.handle(cmd))
-                    self._publish(force=True)
+                    self._serve(cmd, reply)
                 self._publish()
                 continue
             slot_s = self.adapter.slot_duration_s
@@ -240,24 +258,19 @@ class EngineHost:
                 if wait > 0:
                     cmd = poll(wait)            # sleep until the boundary, or a command
                     if cmd is not None:
-                        reply(cmd, self.handle(cmd))
-                        self._publish(force=True)
+                        self._serve(cmd, reply)
                     continue
                 lateness_s = now - target
             else:
                 lateness_s = 0.0
             # slot boundary: apply every queued command first, then run the slot
-            handled = False
             while True:
                 cmd = poll(0.0)
                 if cmd is None:
                     break
-                reply(cmd, self.handle(cmd))
-                handled = True
+                self._serve(cmd, reply)
                 if self.state != "running":
                     break
-            if handled:
-                self._publish(force=True)
             if self.state != "running":
                 continue
             self.lateness.observe(lateness_s)
@@ -275,8 +288,7 @@ class EngineHost:
         wait = max(0.0, self._last_publish + self.publish_interval_s - time.monotonic())
         cmd = poll(wait)
         if cmd is not None:
-            reply(cmd, self.handle(cmd))
-            self._publish(force=True)
+            self._serve(cmd, reply)
         lat, steps = a.drain_timing()
         if lat:
             self.lateness.observe_many(lat)

@@ -170,6 +170,8 @@ class PolicySpec(Strict):
 class PolicyOut(BaseModel):
     name: str
     applied_slot: int | None = Field(None, description="the first slot run with the new policy")
+    request_slot: int | None = Field(None, description="paced offline mode: the slot that was due "
+                                                       "(wall clock) when the API got the request")
     applied_after_ms: float = Field(..., description="from the API receiving the request to the "
                                                      "engine swapping the policy in, wall time")
     round_trip_ms: float | None = Field(None, description="API process: command posted -> reply")
