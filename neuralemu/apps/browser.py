@@ -90,9 +90,10 @@ class Chromium:
     """A headless Chromium in namespace ``ns`` with a fresh profile; a context manager."""
 
     def __init__(self, ns: str | None, *, binary: str | None = None, timeout_s: float = 60.0,
-                 extra_flags: list[str] | None = None, nice: int = 0) -> None:
+                 extra_flags: list[str] | None = None, nice: int = 0, rt_priority: int = 0) -> None:
         self.ns = ns
         self.nice = int(nice)
+        self.rt_priority = int(rt_priority)
         self.binary = binary or chromium_binary()
         if self.binary is None:
             raise CdpError("no chromium binary found (deploy/install-deps.sh installs Debian's chromium)")
@@ -114,6 +115,8 @@ class Chromium:
                "about:blank"]
         if self.nice:
             cmd = ["nice", "-n", str(self.nice)] + cmd
+        if self.rt_priority:
+            cmd = ["chrt", "-r", str(self.rt_priority)] + cmd
         if self.ns:
             cmd = ["ip", "netns", "exec", self.ns] + cmd
         try:
@@ -137,7 +140,7 @@ class Chromium:
                     with netns.entered(self.ns):
                         sock = socket.create_connection(("127.0.0.1", port), timeout=5)
                     self.ws = wsc.connect(f"ws://127.0.0.1:{port}{path}", sock=sock,
-                                          max_size=None, open_timeout=5)
+                                          max_size=None, open_timeout=5, legacy=True)
                 except (OSError, EOFError, websockets.exceptions.WebSocketException):
                     if time.monotonic() > deadline or self.proc.poll() is not None:
                         raise CdpError("cannot connect to chromium's DevTools endpoint") from None

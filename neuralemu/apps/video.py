@@ -146,13 +146,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # ---------------------------------------------------------------------------- driver
-def _py(ns: str | None, args: list[str]) -> list[str]:
+def _py(ns: str | None, args: list[str], rt_priority: int = 0) -> list[str]:
     cmd = [sys.executable, "-m", "neuralemu.apps.video", *args]
+    if rt_priority:
+        cmd = ["chrt", "-r", str(rt_priority)] + cmd
     return (["ip", "netns", "exec", ns] + cmd) if ns else cmd
 
 
 def run_video(sender_ns: str | None, receiver_ns: str | None, receiver_ip: str,
-              schedule: pd.DataFrame, workdir: str | Path, port: int = 5600) -> pd.DataFrame:
+              schedule: pd.DataFrame, workdir: str | Path, port: int = 5600,
+              rt_priority: int = 0) -> pd.DataFrame:
     """Send ``schedule`` from ``sender_ns`` to ``receiver_ip`` in ``receiver_ns``; returns the
     receiver's rows. Both processes are ended, also on failure."""
     workdir = Path(workdir)
@@ -160,14 +163,14 @@ def run_video(sender_ns: str | None, receiver_ns: str | None, receiver_ip: str,
     schedule.to_csv(sched_csv, index=False)
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     recv = subprocess.Popen(_py(receiver_ns, ["recv", "--bind", receiver_ip, "--port", str(port),
-                                              "--out", str(out_csv)]),
+                                              "--out", str(out_csv)], rt_priority),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         if not recv.stdout.readline().startswith("ready"):
             raise RuntimeError(f"video receiver did not start: {recv.stderr.read()[:500]}")
         duration_s = schedule["t_us"].max() / 1e6 if len(schedule) else 0
         snd = subprocess.run(_py(sender_ns, ["send", "--dst", receiver_ip, "--port", str(port),
-                                             "--schedule", str(sched_csv)]),
+                                             "--schedule", str(sched_csv)], rt_priority),
                              capture_output=True, text=True, env=env, timeout=duration_s + 60)
         if snd.returncode != 0:
             raise RuntimeError(f"video sender failed: {snd.stderr[-500:]}")

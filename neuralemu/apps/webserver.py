@@ -79,9 +79,10 @@ class WebServer:
     """The server process in namespace ``ns``: ``with WebServer(ns, root, bind, port): ...``."""
 
     def __init__(self, ns: str | None, root: str | Path, bind: str, port: int = 8080,
-                 nice: int = 0) -> None:
+                 nice: int = 0, rt_priority: int = 0) -> None:
         self.ns, self.root, self.bind, self.port = ns, Path(root), bind, int(port)
         self.nice = int(nice)
+        self.rt_priority = int(rt_priority)
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "WebServer":
@@ -89,6 +90,8 @@ class WebServer:
                "--bind", self.bind, "--port", str(self.port)]
         if self.nice:
             cmd = ["nice", "-n", str(self.nice)] + cmd
+        if self.rt_priority:
+            cmd = ["chrt", "-r", str(self.rt_priority)] + cmd
         if self.ns:
             cmd = ["ip", "netns", "exec", self.ns] + cmd
         env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
