@@ -59,7 +59,8 @@ def test_numpy_runtime_matches_torch(n_users):
     with torch.no_grad():
         u = torch.from_numpy((ux - bundle.user_mean) / bundle.user_std)[None]
         c = torch.from_numpy((cx - bundle.cell_mean) / bundle.cell_std)[None]
-        out = model(u, c, torch.ones(1, n_users, dtype=torch.bool))
+        a = torch.from_numpy(F.anchor_mcs(ux))[None]
+        out = model(u, c, torch.ones(1, n_users, dtype=torch.bool), a)
     np.testing.assert_allclose(sl, out["sched_logit"][0].numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(sh, out["share_logit"][0].numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(ml, out["mcs_logit"][0].numpy(), rtol=1e-4, atol=1e-4)
@@ -70,12 +71,14 @@ def test_padding_does_not_change_outputs_and_order_is_equivariant():
     rng = np.random.default_rng(0)
     ux = torch.from_numpy(rng.normal(size=(1, 6, F.N_USER_FEATURES)).astype(np.float32))
     cx = torch.from_numpy(rng.normal(size=(1, F.N_CELL_FEATURES)).astype(np.float32))
+    anchor = torch.tensor([[3, 27, 0, 14, 9, 20]])
     with torch.no_grad():
-        ref = model(ux, cx, torch.ones(1, 6, dtype=torch.bool))
+        ref = model(ux, cx, torch.ones(1, 6, dtype=torch.bool), anchor)
         padded = model(torch.cat([ux, torch.zeros(1, 3, F.N_USER_FEATURES)], 1), cx,
-                       torch.tensor([[True] * 6 + [False] * 3]))
+                       torch.tensor([[True] * 6 + [False] * 3]),
+                       torch.cat([anchor, torch.zeros(1, 3, dtype=torch.long)], 1))
         perm = torch.tensor([3, 1, 5, 0, 2, 4])
-        permuted = model(ux[:, perm], cx, torch.ones(1, 6, dtype=torch.bool))
+        permuted = model(ux[:, perm], cx, torch.ones(1, 6, dtype=torch.bool), anchor[:, perm])
     torch.testing.assert_close(padded["sched_logit"][:, :6], ref["sched_logit"], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(padded["share_logit"][:, [0, 1, 2, 3, 4, 5, 9]], ref["share_logit"],
                                atol=1e-5, rtol=1e-5)

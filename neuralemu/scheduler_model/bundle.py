@@ -78,7 +78,8 @@ def expected_shapes(model: dict) -> dict[str, tuple[int, ...]]:
               "unused_token": (d,), "ln_f.weight": (d,), "ln_f.bias": (d,),
               "sched_head.weight": (1, d), "sched_head.bias": (1,),
               "share_head.weight": (1, d), "share_head.bias": (1,),
-              "mcs_head.weight": (model["n_mcs"], d), "mcs_head.bias": (model["n_mcs"],)}
+              "mcs_head.weight": (2 * model["n_mcs"] - 1, d),
+              "mcs_head.bias": (2 * model["n_mcs"] - 1,)}
     for i in range(model["n_layers"]):
         p = f"blocks.{i}."
         shapes.update({p + "ln_1.weight": (d,), p + "ln_1.bias": (d,),

@@ -29,7 +29,7 @@ from neuralemu.scheduler_model import features as F
 from neuralemu.scheduler_model import mcs_info
 from neuralemu.scheduler_model.bundle import Bundle
 from neuralemu.scheduler_model.dataset import SlotDataset
-from neuralemu.scheduler_model.runtime import Runtime, allocate
+from neuralemu.scheduler_model.runtime import Runtime, allocate, bits_per_prb_by_mcs
 
 WINDOW_US = 100_000
 
@@ -48,8 +48,11 @@ def predict(bundle: Bundle, data: SlotDataset, *, seed: int | None = None):
         d = "ul" if data.is_ul[i] else "dl"
         sl, sh, ml = rt.forward(data.user_x[i, :k], data.cell_x[i])
         top = int(data.mcs_top[i])
+        bpp = bits_per_prb_by_mcs(bundle.cell, d, int(data.symbols[i]), bundle.cell.layers[d],
+                                  bundle.cell.mcs_table[d])
         p, m = allocate(sl, sh, ml, prbs_available=int(data.prbs_available[i]),
-                        max_ues=bundle.cell.max_ues.get(d, F.MAX_USERS), mcs_top=top, rng=rng)
+                        max_ues=bundle.cell.max_ues.get(d, F.MAX_USERS), mcs_top=top, rng=rng,
+                        buffer_bits=data.buffer_bytes[i, :k] * 8.0, bits_per_prb_by_mcs=bpp)
         prbs[i, :k] = p
         mcs[i, :k] = m
         mcs_head[i, :k] = np.argmax(ml[:, :top + 1], axis=1)

@@ -51,7 +51,8 @@ USER_FEATURE_NAMES = (
     "log_slots_since_grant",
     *[f"log_avg_{w}" for w in AVG_WINDOWS_SLOTS],
     *[f"avg_share_{w}" for w in AVG_WINDOWS_SLOTS],
-    "pending_retx", "is_ul", "need_frac", "log_se_cqi", "cqi_mcs", "se_gap", "since_gap",
+    "pending_retx", "is_ul", "need_frac", "log_need", "log_se_cqi", "cqi_mcs", "se_gap",
+    "since_gap",
     *[f"pf_metric_{w}" for w in AVG_WINDOWS_SLOTS],
     *[f"pf_gap_{w}" for w in AVG_WINDOWS_SLOTS],
 )
@@ -59,6 +60,19 @@ CELL_FEATURE_NAMES = ("slot_D", "slot_U", "slot_S", "prbs_available_frac", "symb
                       "n_users_frac", "max_ues_frac", "is_ul")
 N_USER_FEATURES = len(USER_FEATURE_NAMES)
 N_CELL_FEATURES = len(CELL_FEATURE_NAMES)
+
+
+I_NEVER = USER_FEATURE_NAMES.index("never_granted")
+I_LAST_MCS = USER_FEATURE_NAMES.index("last_mcs")
+I_CQI_MCS = USER_FEATURE_NAMES.index("cqi_mcs")
+
+
+def anchor_mcs(user_x: np.ndarray) -> np.ndarray:
+    """The MCS a user's distribution is centred on, from its *raw* feature rows [..., F]:
+    the MCS of its last new transmission, or the CQI's MCS if it never had one."""
+    never = user_x[..., I_NEVER] > 0.5
+    m = np.where(never, user_x[..., I_CQI_MCS], user_x[..., I_LAST_MCS]) * 28.0
+    return np.clip(np.rint(m), 0, N_MCS_CLASSES - 1).astype(np.int64)
 
 
 def raw_bits(prbs, symbols, layers, mcs, mcs_table: str) -> np.ndarray:
@@ -219,14 +233,15 @@ def _features_loops(rows, last_mcs, last_prbs, last_grant_slot, avg_value, avg_a
         bits_per_prb = 12.0 * symbols * layers * se_lut[min(max(est_mcs, 0), 31)]
         need = max(buf[i], 0.0) * 8.0 / max(bits_per_prb, 1.0) / max(prbs_available, 1.0)
         out[i, j + 2] = min(need, 4.0)
-        out[i, j + 3] = log_se
-        out[i, j + 4] = cqi_mcs_lut[c] / 28.0
+        out[i, j + 3] = np.log(min(max(need, 1e-3), 4.0))
+        out[i, j + 4] = log_se
+        out[i, j + 5] = cqi_mcs_lut[c] / 28.0
         has = buf[i] > 0
-        out[i, j + 5] = max(log_se - best_se, -3.0) if has else -3.0
-        out[i, j + 6] = max(np.log1p(since) - best_since, -5.0) if has else -5.0
+        out[i, j + 6] = max(log_se - best_se, -3.0) if has else -3.0
+        out[i, j + 7] = max(np.log1p(since) - best_since, -5.0) if has else -5.0
         for k in range(nw):
-            out[i, j + 7 + k] = pf[i, k] / 10.0
-            out[i, j + 7 + nw + k] = max(pf[i, k] - best_pf[k], -3.0) if has else -3.0
+            out[i, j + 8 + k] = pf[i, k] / 10.0
+            out[i, j + 8 + nw + k] = max(pf[i, k] - best_pf[k], -3.0) if has else -3.0
 
 
 def _update_loops(rows, prbs, mcs, layers, symbols, slot, dslot, keep, se_lut, last_mcs,

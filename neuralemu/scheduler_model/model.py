@@ -11,7 +11,10 @@ order. Three heads read the final tokens:
 * ``share_logit`` [B, N+1]: softmax over users + the unused token = the share
   of the slot's free PRBs each user gets (the last entry is what stays unused);
 * ``mcs_logit`` [B, N, n_mcs]: distribution over MCS indices 0..n_mcs-1
-  (38.214 5.1.3.1).
+  (38.214 5.1.3.1). The head scores *offsets* -(n_mcs-1)..n_mcs-1 from each
+  user's anchor MCS (its last MCS, or its CQI's MCS; an input), which are then
+  placed on the absolute indices: link adaptation moves around the last MCS, so
+  the same offset means the same thing for every user.
 
 Everything here is plain torch (Linear, LayerNorm, ReLU, softmax) so that
 :mod:`neuralemu.scheduler_model.runtime` can replay the same math in numpy.
@@ -86,12 +89,12 @@ class SchedulerModel(nn.Module):
         self.ln_f = nn.LayerNorm(d)
         self.sched_head = nn.Linear(d, 1)
         self.share_head = nn.Linear(d, 1)
-        self.mcs_head = nn.Linear(d, cfg.n_mcs)
+        self.mcs_head = nn.Linear(d, 2 * cfg.n_mcs - 1)
         nn.init.normal_(self.unused_token, std=0.02)
 
-    def forward(self, user_x: torch.Tensor, cell_x: torch.Tensor,
-                mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """user_x [B, N, F], cell_x [B, C], mask [B, N] (True = real user)."""
+    def forward(self, user_x: torch.Tensor, cell_x: torch.Tensor, mask: torch.Tensor,
+                anchor: torch.Tensor) -> dict[str, torch.Tensor]:
+        """user_x [B, N, F], cell_x [B, C], mask [B, N] (True = real user), anchor [B, N] MCS."""
         b, n, _ = user_x.shape
         users = self.user_hidden(Fn.relu(self.user_in(user_x)))            # [B, N, d]
         unused = self.unused_token.expand(b, 1, -1)
@@ -104,6 +107,12 @@ class SchedulerModel(nn.Module):
         return {
             "sched_logit": self.sched_head(x[:, :n]).squeeze(-1),
             "share_logit": share_logit,
-            "mcs_logit": self.mcs_head(x[:, :n]),
+            "mcs_logit": offsets_to_mcs(self.mcs_head(x[:, :n]), anchor, self.cfg.n_mcs),
         }
+
+
+def offsets_to_mcs(offset_logit: torch.Tensor, anchor: torch.Tensor, n_mcs: int) -> torch.Tensor:
+    """[B, N, 2 n_mcs - 1] offset scores -> [B, N, n_mcs]: class c takes offset c - anchor."""
+    idx = torch.arange(n_mcs)[None, None, :] - anchor[..., None] + (n_mcs - 1)
+    return torch.gather(offset_logit, 2, idx)
 

@@ -30,7 +30,7 @@ from neuralemu.errors import InputError
 from neuralemu.scheduler_model import features as F
 from neuralemu.scheduler_model import mcs_info
 from neuralemu.scheduler_model.bundle import Bundle, load_bundle
-from neuralemu.scheduler_model.runtime import Runtime, allocate
+from neuralemu.scheduler_model.runtime import Runtime, allocate, bits_per_prb_by_mcs
 
 MODES = ("deterministic", "sample")
 
@@ -50,7 +50,7 @@ class LearnedPolicy:
         self.trackers = {d: F.HistoryTracker() for d in self.bundle.cell.directions}
         self.use_sinr = self.bundle.cell.use_sinr
         self.last_decision_us = 0.0
-        self._rows: dict[str, np.ndarray] = {}
+        self._bpp: dict[tuple, np.ndarray] = {}
         self._keep: dict[str, np.ndarray | None] = {}
 
     def _dslot(self, ctx: SlotContext) -> float:
@@ -90,8 +90,14 @@ class LearnedPolicy:
                                  symbols=ctx.symbols, n_users=len(ids),
                                  max_ues=cell.max_ues.get(ctx.direction, ctx.max_ues))
         sl, sh, ml = self.runtime.forward_fast(user_x, cell_x)
+        key = (ctx.direction, ctx.symbols, layers, table)
+        bpp = self._bpp.get(key)
+        if bpp is None:
+            bpp = self._bpp[key] = bits_per_prb_by_mcs(cell, ctx.direction, ctx.symbols, layers,
+                                                       table)
         prbs, mcs = allocate(sl, sh, ml, prbs_available=int(ctx.prbs_available),
-                             max_ues=int(ctx.max_ues), mcs_top=mcs_info.top_mcs(table), rng=self.rng)
+                             max_ues=int(ctx.max_ues), mcs_top=mcs_info.top_mcs(table), rng=self.rng,
+                             buffer_bits=sel(ues.buffer_bytes) * 8.0, bits_per_prb_by_mcs=bpp)
         if keep is None:
             alloc.prbs, alloc.mcs = prbs, mcs
         else:

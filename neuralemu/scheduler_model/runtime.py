@@ -29,6 +29,7 @@ import math
 import numpy as np
 
 from neuralemu.scheduler_model.bundle import Bundle
+from neuralemu.scheduler_model.features import anchor_mcs
 
 try:
     from numba import njit
@@ -88,6 +89,7 @@ class Runtime:
         self.b_in = self.b_in.astype(np.float32)
         self.b_cell = self.b_cell.astype(np.float32)
         self._blocks_tuple = tuple(self.blocks)
+        self._classes = np.arange(self.n_mcs)
 
     @staticmethod
     def _fold_ln(gain, bias, weight, lin_bias):
@@ -97,6 +99,7 @@ class Runtime:
 
     def forward(self, user_x: np.ndarray, cell_x: np.ndarray):
         n = user_x.shape[0]
+        anchor = anchor_mcs(user_x)
         d, h, dh = self.d, self.n_heads, self.dh
         users = np.maximum(user_x @ self.w_in + self.b_in, 0.0) @ self.w_hid + self.b_hid
         x = np.empty((n + 1, d), dtype=np.float32)
@@ -113,19 +116,25 @@ class Runtime:
             y = (att @ heads[2]).transpose(1, 0, 2).reshape(t, d)
             x = x + y @ w_proj + b_proj
             x = x + np.maximum(_normalise(x) @ w_fc + b_fc, 0.0) @ w_out + b_out
-        out = _normalise(x) @ self.w_heads + self.b_heads               # [T, 2 + n_mcs]
-        return out[:n, 0], out[:, 1], out[:n, 2:]
+        out = _normalise(x) @ self.w_heads + self.b_heads               # [T, 2 + 2 n_mcs - 1]
+        return out[:n, 0], out[:, 1], self._place(out[:n, 2:], anchor)
+
+    def _place(self, offsets: np.ndarray, anchor: np.ndarray) -> np.ndarray:
+        """Offset scores -> absolute MCS logits (model.offsets_to_mcs)."""
+        idx = self._classes[None, :] - anchor[:, None] + (self.n_mcs - 1)
+        return np.take_along_axis(offsets, idx, axis=1)
 
     def forward_fast(self, user_x: np.ndarray, cell_x: np.ndarray):
         """Same outputs as :meth:`forward`, from the compiled kernel when numba is present."""
         if _forward_kernel is None:
             return self.forward(user_x, cell_x)
         n = user_x.shape[0]
+        anchor = anchor_mcs(user_x)
         out = _forward_kernel(np.ascontiguousarray(user_x, dtype=np.float32),
                               np.ascontiguousarray(cell_x, dtype=np.float32), self.w_in, self.b_in,
                               self.w_hid, self.b_hid, self.w_cell, self.b_cell, self.unused,
                               self._blocks_tuple, self.w_heads, self.b_heads, self.n_heads)
-        return out[:n, 0], out[:, 1], out[:n, 2:]
+        return out[:n, 0], out[:, 1], self._place(out[:n, 2:], anchor)
 
 
 def _layer_norm_loops(x, out):
@@ -228,7 +237,8 @@ else:  # pragma: no cover
 
 def allocate(sched_logit: np.ndarray, share_logit: np.ndarray, mcs_logit: np.ndarray, *,
              prbs_available: int, max_ues: int, mcs_top: int,
-             rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+             rng: np.random.Generator | None = None, buffer_bits: np.ndarray | None = None,
+             bits_per_prb_by_mcs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """PRBs and MCS per user from the model's outputs, within the slot's constraints.
 
     Deterministic (``rng`` None): users with P(scheduled) > 0.5, at most
@@ -236,6 +246,12 @@ def allocate(sched_logit: np.ndarray, share_logit: np.ndarray, mcs_logit: np.nda
     softmax over those users + "unused" (largest remainder rounding, at least
     one PRB each while PRBs last), MCS = argmax over 0..``mcs_top``.
     Sampling (``rng`` given): scheduled ~ Bernoulli, MCS ~ the softmax.
+
+    Buffer cap (when ``buffer_bits`` and ``bits_per_prb_by_mcs`` [32] are
+    given): no user gets more PRBs than its buffer needs at its MCS
+    (ceil(bits / bits-per-PRB)); PRBs freed that way go to the scheduled users
+    that still need more, largest share first, the rest stay unused. A gNB
+    does not pad transport blocks it could fill with nothing.
     """
     n = sched_logit.shape[0]
     prbs = np.zeros(n, dtype=np.int64)
@@ -270,13 +286,36 @@ def allocate(sched_logit: np.ndarray, share_logit: np.ndarray, mcs_logit: np.nda
         take = min(over, int(base[i]))
         base[i] -= take
         over -= take
-    prbs[chosen] = base
     logits_mcs = mcs_logit[chosen, :mcs_top + 1]
     if rng is None:
-        mcs[chosen] = np.argmax(logits_mcs, axis=1)
+        m = np.argmax(logits_mcs, axis=1)
     else:
         pm = np.exp(logits_mcs - logits_mcs.max(axis=1, keepdims=True))
         cdf = np.cumsum(pm / pm.sum(axis=1, keepdims=True), axis=1)
-        mcs[chosen] = np.minimum((cdf < rng.random((chosen.size, 1))).sum(axis=1), mcs_top)
+        m = np.minimum((cdf < rng.random((chosen.size, 1))).sum(axis=1), mcs_top)
+    if buffer_bits is not None and bits_per_prb_by_mcs is not None:
+        need = np.ceil(buffer_bits[chosen] / np.maximum(bits_per_prb_by_mcs[m], 1.0))
+        need = np.maximum(need, 1).astype(np.int64)
+        capped = np.minimum(base, need)
+        spare = int(base.sum() - capped.sum())
+        if spare > 0:
+            for i in np.argsort(-share[:-1], kind="stable"):
+                give = min(spare, int(need[i] - capped[i]))
+                if give > 0:
+                    capped[i] += give
+                    spare -= give
+                if spare <= 0:
+                    break
+        base = capped
+    prbs[chosen] = base
+    mcs[chosen] = m
     mcs[prbs == 0] = 0
     return prbs, mcs
+
+
+def bits_per_prb_by_mcs(cell, direction: str, symbols: int, layers: int, mcs_table: str) -> np.ndarray:
+    """[32] information bits one PRB carries at each MCS: N_RE per PRB (as seen in training,
+    38.214 5.1.3.2) x layers x Qm x R. For the buffer cap of :func:`allocate`."""
+    from neuralemu.scheduler_model import mcs_info
+    re = cell.re_per_prb.get(direction, {}).get(str(int(symbols)), 12 * int(symbols) - 12)
+    return max(re, 1) * max(layers, 1) * mcs_info.se_lookup(mcs_table)

@@ -71,6 +71,7 @@ def _tensors(data: SlotDataset) -> dict[str, torch.Tensor]:
     unused = np.clip(1.0 - share.sum(axis=1), 0.0, 1.0)
     return {
         "user_x": torch.from_numpy(data.user_x), "cell_x": torch.from_numpy(data.cell_x),
+        "anchor": torch.from_numpy(data.anchor),
         "mask": torch.from_numpy(data.mask), "sched": torch.from_numpy(data.sched),
         "share": torch.from_numpy(np.concatenate([share, unused[:, None]], 1).astype(np.float32)),
         "share_ok": torch.from_numpy(share_ok),
@@ -120,6 +121,7 @@ def _dist():
 
 def normalise(data: SlotDataset, user_mean, user_std, cell_mean, cell_std) -> SlotDataset:
     out = data.subset(np.arange(len(data)))
+    out.anchor = F.anchor_mcs(data.user_x)                 # from the raw features
     out.user_x = ((data.user_x - user_mean) / user_std * data.mask[..., None]).astype(np.float32)
     out.cell_x = ((data.cell_x - cell_mean) / cell_std).astype(np.float32)
     return out
@@ -168,7 +170,7 @@ def fit(data: SlotDataset, cell: CellConfig, cfg: TrainConfig, *, sources: list[
             idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size] if per_rank >= cfg.batch_size \
                 else perm
             b = _batch(tr, idx)
-            out = net(b["user_x"], b["cell_x"], b["mask"])
+            out = net(b["user_x"], b["cell_x"], b["mask"], b["anchor"])
             loss = losses(out, b, cfg.mcs_weight)["total"]
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -226,7 +228,7 @@ def _validate(model, va, cfg: TrainConfig, rank: int, world: int, dist) -> float
     total, count = 0.0, 0
     for i in range(0, len(idx), 1024):
         b = _batch(va, idx[i:i + 1024])
-        out = model(b["user_x"], b["cell_x"], b["mask"])
+        out = model(b["user_x"], b["cell_x"], b["mask"], b["anchor"])
         k = len(b["mask"])
         total += float(losses(out, b, cfg.mcs_weight)["total"]) * k
         count += k
