@@ -160,6 +160,8 @@ def create_app(*, token: str | None = None, runner: EngineRunner | None = None,
         alive = runner.alive()
         return {"status": "ok" if alive else "degraded", "engine_alive": alive,
                 "engine_mode": runner.mode, "state": runner.snapshot.get("state", "idle"),
+                "mode": runner.snapshot.get("mode"),
+                "engine_realtime": int(runner.snapshot.get("realtime") or 0),
                 "uptime_s": time.monotonic() - started_at}
 
     @app.get("/version", response_model=S.VersionOut, tags=["service"])

@@ -29,7 +29,8 @@ from typing import Callable
 from neuralemu.api.stats import DELAY_BUCKETS_S, TIMING_BUCKETS_S, Histogram
 from neuralemu.errors import InputError
 
-PUBLISH_INTERVAL_S = 0.02
+TIMING_RING = 4000      # slot lateness / decision quantiles: the last 4000 slots (2 s at 0.5 ms)
+PUBLISH_INTERVAL_S = 0.1     # snapshots at most every 100 ms (and right after every command)
 WINDOW_S = 0.1          # throughput / PRB averages are over the last 100 ms of emulated time
 
 
@@ -68,8 +69,8 @@ class EngineHost:
         self.scenario_id: str | None = None
         self.seq = 0
         self.slots_run = 0
-        self.lateness = Histogram(TIMING_BUCKETS_S)
-        self.decision = Histogram(TIMING_BUCKETS_S)
+        self.lateness = Histogram(TIMING_BUCKETS_S, ring=TIMING_RING)
+        self.decision = Histogram(TIMING_BUCKETS_S, ring=TIMING_RING)
         self.ue_delay: dict[int, Histogram] = {}
         self._t0 = 0.0
         self._n = 0
@@ -152,8 +153,8 @@ class EngineHost:
             self.scenario_id = cmd.get("scenario_id")
             self.state = "running"
             self.slots_run = 0
-            self.lateness = Histogram(TIMING_BUCKETS_S)
-            self.decision = Histogram(TIMING_BUCKETS_S)
+            self.lateness = Histogram(TIMING_BUCKETS_S, ring=TIMING_RING)
+            self.decision = Histogram(TIMING_BUCKETS_S, ring=TIMING_RING)
             self.ue_delay = {}
             self._window = []
             self._reset_pacing()

@@ -33,6 +33,8 @@ class HealthOut(BaseModel):
     engine_alive: bool
     engine_mode: Literal["thread", "process"]
     state: str
+    mode: str | None = Field(None, description="offline-paced | offline | live")
+    engine_realtime: int = Field(0, description="SCHED_FIFO priority the slot loop got (0: none)")
     uptime_s: float
 
 
