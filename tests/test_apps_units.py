@@ -132,3 +132,25 @@ def test_frame_delays():
     from neuralemu.apps.video import frame_delays_ms
     d = frame_delays_ms(np.array([0, 0, 1]), np.array([0, 10, 1000]), np.array([3000, 5000, 2000]))
     assert list(d) == [5.0, 1.0]
+
+
+def test_apps_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    from neuralemu.cli import main
+    assert main(["apps", "run", "--scenario", str(tmp_path / "none.yaml"), "--app", "web"]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["apps", "run", "--scenario", SCENARIO, "--app", "iperf-tcp", "--cc", "nosuchcc"]) == 2
+    err = capsys.readouterr().err
+    assert "nosuchcc" in err and "not available" in err and len(err.strip().splitlines()) == 1
+    assert main(["apps", "run", "--scenario", SCENARIO, "--app", "web", "--policy", "learned"]) == 2
+    assert "needs --model" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["apps", "run", "--scenario", SCENARIO, "--app", "web", "--runs", "0"])
+    assert exc.value.code == 2
+
+
+def test_apps_page_command(tmp_path, capsys):
+    from neuralemu.cli import main
+    assert main(["apps", "page", "--seed", "5", "--out", str(tmp_path / "p")]) == 0
+    out = capsys.readouterr().out
+    assert "objects=70" in out and "total_bytes=1549228" in out
+    assert (tmp_path / "p" / "index.html").is_file()
