@@ -248,8 +248,6 @@ def reconstruct(dci: pd.DataFrame, params: ReconParams | None = None, *,
                 extra_hi[sel_b] += holes[sel_b] * u_max[uid[sel_b]]
     diag["harq_mode"] = rr_mode
 
-    # NDI consistency under round robin: consecutive uses of one process must toggle NDI
-    # an odd number of times per wrap; report how often the observed NDI agrees.
     diag["missed_grants_inferred"] = int(missed.sum())
     diag["observed_new_grants"] = int(len(slot))
     tot = missed.sum() + len(slot)
