@@ -25,6 +25,8 @@ BACKGROUND_UE_BASE = 60000        # same range as traffic_recon's background use
 BACKGROUND_SINR_DB = 15.0
 FOREVER_US = 10 ** 13             # ~116 days: "no end" for streamed workloads
 PREFETCH_US = 20_000              # open-loop arrivals go to the engine in 20 ms batches
+PREFETCH_CHUNK = 8                # packets generated per source between deadline checks
+LOAD_COST_S = 120e-6              # about what one Engine.load_arrivals call of a window costs
 
 
 class StreamSource:
@@ -55,9 +57,14 @@ class StreamSource:
             self._next = None
         return out
 
-    def take_until(self, end_us: int, out: list) -> None:
-        """Append every packet arriving before ``end_us`` to ``out`` as (t, ue, dir, size)."""
+    def take_until(self, end_us: int, out: list, max_n: int | None = None) -> bool:
+        """Append packets arriving before ``end_us`` to ``out`` as (t, ue, dir, size), at most
+        ``max_n`` of them; True when every packet before ``end_us`` has been taken."""
+        n = 0
         while not self._done:
+            if max_n is not None and n >= max_n:
+                return False
+            n += 1
             if self._next is None:
                 try:
                     self._next = next(self.packets)
@@ -69,6 +76,7 @@ class StreamSource:
                 break
             out.append((int(t), int(self._next[1]), self._next[2], int(self._next[3])))
             self._next = None
+        return True
 
     def on_delivered(self, delivery) -> None:
         pass
@@ -94,6 +102,8 @@ class EngineAdapter:
                  ue_configs: dict | None = None) -> None:
         self.engine = engine
         self.ue_cfg: dict[int, object] = dict(ue_configs or {})   # ue_id -> UeConfig
+        self._prefetched_until = -1           # open-loop arrivals are loaded up to here (us)
+        self._pending: dict | None = None     # a window being prepared by idle()
         self.slot_duration_s = engine.slot_us * 1e-6
         self.seed = seed
         self.ue_traffic = ue_traffic          # callable(ue_spec: dict, t0_us) -> list[source]
@@ -128,21 +138,46 @@ class EngineAdapter:
         return int(self.engine.slot)
 
     # ---- the slot -----------------------------------------------------------------------
-    def _prefetch(self, t_us: int) -> None:
+    def _prefetch(self, t_us: int, deadline: float | None = None) -> bool:
         """Hand the next PREFETCH_US of open-loop arrivals to the engine in one vectorised call
-        (arrivals of a UE detached meanwhile are dropped by the engine as ``detach``)."""
+        (arrivals of a UE detached meanwhile are dropped by the engine as ``detach``).
+
+        Generating them is per-packet Python, so with a ``deadline`` (perf_counter) the work
+        stops there and goes on at the next call (the host calls :meth:`idle` between slots);
+        True once the window is loaded."""
         import numpy as np
-        end = t_us + PREFETCH_US
-        rows: list = []
-        for src in self._all_sources():
-            if isinstance(src, StreamSource):
-                src.take_until(end, rows)
+        pf = self._pending
+        if pf is None:
+            start = max(self._prefetched_until, t_us)
+            pf = self._pending = {"end": start + PREFETCH_US, "rows": []}
+        end, rows = pf["end"], pf["rows"]
+        while not pf.get("ready"):
+            done = True
+            for src in list(self._all_sources()):
+                if isinstance(src, StreamSource):
+                    if not src.take_until(end, rows, None if deadline is None else PREFETCH_CHUNK):
+                        done = False
+            if done:
+                pf["ready"] = True
+                break
+            if deadline is not None and time.perf_counter() >= deadline:
+                return False
+        if deadline is not None and time.perf_counter() + LOAD_COST_S >= deadline:
+            return False                 # hand them over at the next spare moment
+        self._pending = None
         self._prefetched_until = end
         rows = [r for r in rows if r[1] in self.cum]
         if rows:
             t, ue, d, size = zip(*rows)
             self.engine.load_arrivals(np.asarray(t, dtype=np.int64), np.asarray(ue, dtype=np.int64),
                                       np.asarray(d), np.asarray(size, dtype=np.int64))
+        return True
+
+    def idle(self, deadline: float) -> None:
+        """Spare time before the next slot boundary: prepare the next arrival window early."""
+        if self._pending is not None or \
+                0 <= self._prefetched_until - self.engine.t_us < PREFETCH_US // 2:
+            self._prefetch(self.engine.t_us, deadline)
 
     def step(self) -> dict:
         return self.step_result()[1]
@@ -152,7 +187,7 @@ class EngineAdapter:
         eng = self.engine
         t_us = eng.t_us
         t0 = time.perf_counter()
-        if t_us >= getattr(self, "_prefetched_until", -1):
+        if t_us >= self._prefetched_until:
             self._prefetch(t_us)
         for src in self._all_sources():
             if isinstance(src, StreamSource):

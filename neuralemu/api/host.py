@@ -30,6 +30,8 @@ from neuralemu.api.stats import DELAY_BUCKETS_S, TIMING_BUCKETS_S, Histogram
 from neuralemu.errors import InputError
 
 TIMING_RING = 4000      # slot lateness / decision quantiles: the last 4000 slots (2 s at 0.5 ms)
+IDLE_MIN_S = 150e-6      # paced: spare time before a boundary worth using for adapter.idle()
+IDLE_MARGIN_S = 60e-6    # ... stopping this long before the boundary
 PUBLISH_INTERVAL_S = 0.1     # snapshots at most every 100 ms (and right after every command)
 WINDOW_S = 0.1          # throughput / PRB averages are over the last 100 ms of emulated time
 
@@ -240,6 +242,7 @@ class EngineHost:
                 close()
 
     def _run(self, poll, reply) -> None:
+        idled = False
         while self._alive:
             running = self.state == "running"
             if running and getattr(self.adapter, "external_clock", False):
@@ -252,11 +255,16 @@ class EngineHost:
                 self._publish()
                 continue
             slot_s = self.adapter.slot_duration_s
+            idle = getattr(self.adapter, "idle", None)
             now = time.perf_counter()
             if self.pace:
                 target = self._t0 + self._n * slot_s
                 wait = target - now
                 if wait > 0:
+                    if wait > IDLE_MIN_S and idle is not None and not idled:
+                        idle(target - IDLE_MARGIN_S)    # prepare traffic in the spare time
+                        idled = True
+                        continue
                     cmd = poll(wait)            # sleep until the boundary, or a command
                     if cmd is not None:
                         self._serve(cmd, reply)
@@ -275,6 +283,7 @@ class EngineHost:
             if self.state != "running":
                 continue
             self.lateness.observe(lateness_s)
+            idled = False
             info = self.adapter.step()
             self._n += 1
             self.slots_run += 1
