@@ -34,6 +34,7 @@ import threading
 import time
 from array import array
 from collections import deque
+from itertools import repeat
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -99,7 +100,7 @@ class LiveEmulation:
                  base_delay_us: int = 0, record_deliveries: bool = False,
                  max_lateness_samples: int = 5_000_000, on_second=None,
                  realtime: int = 10, ue_addresses: dict | None = None,
-                 own_testbed: bool | None = None) -> None:
+                 own_testbed: bool | None = None, gso: bool = False) -> None:
         self.engine = engine
         self.ue_ids = list(ue_ids) if ue_ids is not None else list(engine.stats().keys())
         if not self.ue_ids:
@@ -131,7 +132,11 @@ class LiveEmulation:
         self.final: dict | None = None
         self.loop_cpu_s = 0.0     # CPU time the loop thread used (set when it ends)
         self.loop_wall_s = 0.0
+        self.loop_tid = 0         # native thread id of the loop (for CPU accounting from /proc)
         self.started = False
+        self.gso = bool(gso)
+        self.background_arrivals = None     # synthetic users' workload (t_us, ue, direction, size_bytes)
+        self.background_period_us = None    # it repeats with this period (default: its length)
 
     @classmethod
     def from_scenario(cls, scenario, *, duration_s: float | None = None, record_dci: bool = False,
@@ -169,7 +174,7 @@ class LiveEmulation:
                 raise ValueError(f"testbed {tb.prefix} has {tb.n_ues} UEs, the engine {len(self.ue_ids)}")
             self.classifier = Classifier(self.prefix, unclassified=self.unclassified)
             self._remove_rules()                       # leftovers of a killed run
-            self.nfq = NfQueue(tb.ns_mb, self.queues)  # bind before any rule queues to it
+            self.nfq = NfQueue(tb.ns_mb, self.queues, gso=self.gso)  # bind before any rule queues to it
             self._install_rules()
             for k, ue in enumerate(self.ue_ids):
                 if not tb.real_nics:
@@ -257,6 +262,8 @@ class LiveEmulation:
 
     # -- the loop ----------------------------------------------------------------
     def _run(self) -> None:
+        self.loop_tid = threading.get_native_id()
+        _name_thread(f"ne-live-{self.prefix}")
         try:
             if self.realtime:
                 try:   # this thread only (pid 0 = the calling thread on Linux)
@@ -270,8 +277,9 @@ class LiveEmulation:
     def _loop(self) -> None:
         eng, nfq, ue_ids = self.engine, self.nfq, self.ue_ids
         counters = self.counters
-        qkeys = {q: (ue_ids[queue_of(q)[0]], queue_of(q)[1]) for q in self.queues}
-        qcount = {q: counters[qkeys[q]] for q in self.queues}
+        nq = len(self.queues)
+        qkeys = [(ue_ids[queue_of(q)[0]], queue_of(q)[1]) for q in range(nq)]
+        qcount = [counters[qkeys[q]] for q in range(nq)]
         ue_of_index = np.array(ue_ids, dtype=np.int64)
         slot_us = int(eng.slot_us)
         base_delay = self.base_delay_us
@@ -279,110 +287,189 @@ class LiveEmulation:
         rows = self.delivery_rows
         lat, spk, wake = self.lateness_us, self.slot_packets, self.wake_lateness_us
         max_samples = self._max_samples
-        delay_line: deque = deque()   # (release_t_us, queue, nfq_id, size) after base delay
+        delay_line: deque = deque()   # (release_t_us, queues, nfq ids, sizes) after base delay
         pmap: dict = {}               # engine packet id -> (queue << 32) | nfqueue id
         arrival_us: dict = {}         # engine packet id -> true arrival time (delivery log only)
-        received: list = []
         singles: list = []
-        batch_max: dict = {}
+        bmax = np.zeros(nq, dtype=np.int64)     # highest id to accept per queue this turn
+        pop = pmap.pop
         mono = time.monotonic_ns
         load = eng.load_arrivals
+        receive = nfq.receive_arrays
+        bg = self._background_feed()
         with self.lock:
             t_origin = int(eng.t_us)
+        t_slot = t_origin                    # start of the next slot to step (= eng.t_us)
         wall0 = mono()
         cpu0 = time.thread_time()
         next_report = wall0 + 1_000_000_000
-        fd = nfq.fileno()
         sel = select.select
         stop = self._stop
         while not stop.is_set():
             with self.lock:
                 now_us = t_origin + (mono() - wall0) // 1000
-                # 1. arrivals, in bulk: eligible from the slot now in progress (stepped at its end)
-                received.clear()
-                nfq.receive(received)
-                if received:
-                    arr = np.array(received, dtype=np.int64)
-                    qs, size = arr[:, 0], arr[:, 2]
-                    ids = load(np.full(len(received), int(eng.t_us), dtype=np.int64),
-                               ue_of_index[qs >> 1], qs & 1, size)
-                    pmap.update(zip(ids.tolist(), ((arr[:, 0] << _ID_BITS) | arr[:, 1]).tolist()))
-                    if record:
-                        arrival_us.update(dict.fromkeys(ids.tolist(), now_us))
-                    for q in np.unique(qs).tolist():
-                        m = qs == q
-                        c = qcount[q]
-                        c.in_bytes += int(size[m].sum())
-                        c.in_packets += int(m.sum())
+                t_slot = int(eng.t_us)
+                # 1. arrivals, in bulk (one engine call per turn): eligible from the slot not
+                #    stepped yet; plus the synthetic background users' next arrivals
+                qs, nids, size = receive()
+                n = qs.size
+                extra = bg(t_slot) if bg is not None else None
+                if n or extra is not None:
+                    late = (now_us - t_slot) // slot_us     # slots to step this turn
+                    if late > 1 and n > 1:
+                        # woke up late: the packets came in over ``late`` slots; spread each
+                        # queue's evenly, in order, instead of offering them all to the first
+                        t_arr = t_slot + _spread(qs, late) * slot_us
+                    else:
+                        t_arr = np.full(n, t_slot, dtype=np.int64)
+                    ue_arr, d_arr = ue_of_index[qs >> 1], qs & 1
+                    if extra is not None:
+                        t_arr = np.concatenate([t_arr, extra[0]])
+                        ue_arr = np.concatenate([ue_arr, extra[1]])
+                        d_arr = np.concatenate([d_arr, extra[2]])
+                        sz_arr = np.concatenate([size, extra[3]])
+                    else:
+                        sz_arr = size
+                    ids = load(t_arr, ue_arr, d_arr, sz_arr)
+                    if n:
+                        mine = ids[:n].tolist()
+                        pmap.update(zip(mine, ((qs << _ID_BITS) | nids).tolist()))
+                        if record:
+                            arrival_us.update(dict.fromkeys(mine, now_us))
+                        _add_counts(qcount, qs, size, nq, "in_bytes", "in_packets")
                 # 2. every slot whose end has passed
-                while int(eng.t_us) + slot_us <= now_us:
-                    slot_end = int(eng.t_us) + slot_us
-                    res = eng.step()
+                while t_slot + slot_us <= now_us:
+                    slot_end = t_slot + slot_us
+                    ev = _events_array(eng.step())
+                    t_slot = slot_end
                     n_rel = 0
-                    for pid, ue, _d, size_b, t_arr, t_ev, kind in _events(res):
-                        key = pmap.pop(pid, None)
-                        if key is None:
-                            continue              # not a packet of ours (e.g. synthetic load)
-                        q, nid = key >> _ID_BITS, key & _ID_MASK
-                        c = qcount[q]
-                        if kind == _EV_DELIVERED:
-                            t_rel = t_ev + base_delay
-                            if record:
-                                rows.append((key, ue, qkeys[q][1], size_b,
-                                             arrival_us.pop(pid, t_arr), t_rel, 0))
-                            if base_delay:
-                                delay_line.append((t_rel, q, nid, size_b))
-                                c.delay_line_bytes += size_b
-                            else:
-                                c.out_bytes += size_b
-                                c.out_packets += 1
-                                if nid > batch_max.get(q, 0):
-                                    batch_max[q] = nid
-                                n_rel += 1
-                        else:
-                            if kind == _EV_DROP_QUEUE:
-                                c.drop_queue_bytes += size_b
-                                c.drop_queue_packets += 1
-                            else:
-                                c.drop_harq_bytes += size_b
-                                c.drop_harq_packets += 1
-                            singles.append((q, nid, NF_DROP))
-                            if record:
-                                rows.append((key, ue, qkeys[q][1], size_b,
-                                             arrival_us.pop(pid, t_arr), None, 1))
+                    if ev.shape[1]:
+                        keys = np.fromiter(map(pop, ev[0].tolist(), repeat(-1)), dtype=np.int64,
+                                           count=ev.shape[1])
+                        ours = keys >= 0           # not ours: synthetic (background) packets
+                        if not ours.all():
+                            keys, ev = keys[ours], ev[:, ours]
+                        if keys.size:
+                            n_rel = self._map_events(ev, keys, qcount, qkeys, bmax, singles,
+                                                     delay_line, base_delay, record, rows,
+                                                     arrival_us, nq)
                     if len(lat) < max_samples:
                         lat.append(now_us - slot_end)
                         spk.append(n_rel)
                 # 3. the base-delay line
                 while delay_line and delay_line[0][0] <= now_us:
-                    _, q, nid, size_b = delay_line.popleft()
-                    c = qcount[q]
-                    c.delay_line_bytes -= size_b
-                    c.out_bytes += size_b
-                    c.out_packets += 1
-                    if nid > batch_max.get(q, 0):
-                        batch_max[q] = nid
+                    _, dq, dn, ds = delay_line.popleft()
+                    _add_counts(qcount, dq, ds, nq, "out_bytes", "out_packets", "delay_line_bytes")
+                    _max_into(bmax, dq, dn)
                 # 4. verdicts: drops first, then one batch accept per queue
-                if singles or batch_max:
-                    nfq.send_verdicts([(q, m, NF_ACCEPT) for q, m in batch_max.items()], singles)
+                acc = np.flatnonzero(bmax)
+                if singles or acc.size:
+                    nfq.send_verdicts([(q, m, NF_ACCEPT) for q, m in zip(acc.tolist(),
+                                                                          bmax[acc].tolist())],
+                                      singles)
                     singles.clear()
-                    batch_max.clear()
-                next_t = int(eng.t_us) + slot_us
+                    bmax[acc] = 0
+                next_t = t_slot + slot_us
                 if delay_line and delay_line[0][0] < next_t:
                     next_t = delay_line[0][0]
             now_ns = mono()
             if now_ns >= next_report:
                 next_report += 1_000_000_000
                 self._publish()
-            # 5. sleep until the next slot end, or until packets arrive
+            # 5. sleep until the next slot end (packets wait in the kernel meanwhile: one
+            #    wake-up per slot, however many packets arrive)
             wait_us = next_t - (t_origin + (now_ns - wall0) // 1000)
             if wait_us > 0:
-                r, _, _ = sel([fd], [], [], wait_us / 1e6)
-                if not r and len(wake) < max_samples:
+                sel([], [], [], wait_us / 1e6)
+                if len(wake) < max_samples:
                     wake.append(int(t_origin + (mono() - wall0) // 1000 - next_t))
         self.loop_cpu_s = time.thread_time() - cpu0
         self.loop_wall_s = (mono() - wall0) / 1e9
         self._publish()
+
+    @staticmethod
+    def _map_events(ev, keys, qcount, qkeys, bmax, singles, delay_line, base_delay, record, rows,
+                    arrival_us, nq) -> int:
+        """Turn one slot's engine events (of our packets) into verdicts and counts; returns the
+        number of packets released now."""
+        q = keys >> _ID_BITS
+        nid = keys & _ID_MASK
+        kind = ev[6]
+        size = ev[3]
+        dl = kind == _EV_DELIVERED
+        n_dl = int(np.count_nonzero(dl))
+        if record:
+            for key, pid, ue, sz, t_arr, t_ev, k in zip(keys.tolist(), ev[0].tolist(),
+                                                      ev[1].tolist(), size.tolist(),
+                                                      ev[4].tolist(), ev[5].tolist(),
+                                                      kind.tolist()):
+                qd = qkeys[key >> _ID_BITS][1]
+                t0 = arrival_us.pop(pid, t_arr)
+                rows.append((key, ue, qd, sz, t0, t_ev + base_delay, 0) if k == _EV_DELIVERED
+                            else (key, ue, qd, sz, t0, None, 1))
+        if n_dl < kind.size:
+            for qq, nn, sz, k in zip(q[~dl].tolist(), nid[~dl].tolist(), size[~dl].tolist(),
+                                     kind[~dl].tolist()):
+                c = qcount[qq]
+                if k == _EV_DROP_QUEUE:
+                    c.drop_queue_bytes += sz
+                    c.drop_queue_packets += 1
+                else:
+                    c.drop_harq_bytes += sz
+                    c.drop_harq_packets += 1
+                singles.append((qq, nn, NF_DROP))
+            q, nid, size, t_ev = q[dl], nid[dl], size[dl], ev[5][dl]
+        else:
+            t_ev = ev[5]
+        if not n_dl:
+            return 0
+        if base_delay:
+            delay_line.append((int(t_ev.max()) + base_delay, q, nid, size))
+            _add_counts(qcount, q, size, nq, "delay_line_bytes")
+            return 0
+        _add_counts(qcount, q, size, nq, "out_bytes", "out_packets")
+        _max_into(bmax, q, nid)
+        return n_dl
+
+    def _background_feed(self):
+        """``feed(t_slot_us)`` -> the synthetic background arrivals due before ``t_slot_us`` plus a
+        short horizon, as arrays ``(t_us, ue, dir code, size)`` (None when there are none);
+        the recorded workload repeats every ``background_period_us``. None without background."""
+        wl = self.background_arrivals
+        if wl is None or len(wl) == 0:
+            return None
+        t = np.asarray(wl["t_us"], dtype=np.int64)
+        order = np.argsort(t, kind="stable")
+        t = t[order]
+        ue = np.asarray(wl["ue"], dtype=np.int64)[order]
+        dirs = np.asarray(wl["direction"])
+        d = (dirs == "ul").astype(np.int64) if dirs.dtype.kind in "USO" else dirs.astype(np.int64)
+        d = d[order]
+        size = np.asarray(wl["size_bytes"], dtype=np.int64)[order]
+        period = int(self.background_period_us or (int(t[-1]) + 1))
+        horizon = 8 * int(self.engine.slot_us)
+        state = {"pos": 0, "base": 0}
+
+        def feed(t_slot: int):
+            until = t_slot + horizon
+            parts = []
+            while True:
+                pos, base = state["pos"], state["base"]
+                end = int(np.searchsorted(t, until - base, side="left"))
+                if end > pos:
+                    parts.append((t[pos:end] + base, ue[pos:end], d[pos:end], size[pos:end]))
+                    state["pos"] = end
+                if end < t.size:
+                    break
+                state["pos"], state["base"] = 0, base + period     # loop the workload
+                if base + period >= until:
+                    break
+            if not parts:
+                return None
+            if len(parts) == 1:
+                return parts[0]
+            return tuple(np.concatenate([p[i] for p in parts]) for i in range(4))
+        return feed
 
     # -- reporting -----------------------------------------------------------------
     def _publish(self) -> None:
@@ -470,6 +557,75 @@ class LiveEmulation:
                 w.writerow([r[0], r[1], r[2], r[3], r[4], "" if r[5] is None else r[5], r[6]])
 
 
+def _name_thread(name: str) -> None:
+    """Give the calling thread an OS-visible name (top -H, perf, /proc/<pid>/task/*/comm)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)     # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
+
+
+def _spread(qs: np.ndarray, n_slots: int) -> np.ndarray:
+    """Slot offsets 0..n_slots-1 for packets of queues ``qs``: each queue's packets spread
+    evenly over the slots, in their order."""
+    n = qs.size
+    order = np.argsort(qs, kind="stable")
+    sq = qs[order]
+    starts = np.concatenate([[0], np.flatnonzero(sq[1:] != sq[:-1]) + 1])
+    counts = np.diff(np.concatenate([starts, [n]]))
+    rank = np.arange(n, dtype=np.int64) - np.repeat(starts, counts)
+    out = np.empty(n, dtype=np.int64)
+    out[order] = rank * n_slots // np.repeat(counts, counts)
+    return out
+
+
+def _add_counts(qcount, q: np.ndarray, size: np.ndarray, nq: int, bytes_field: str,
+                packets_field: str | None = None, minus_field: str | None = None) -> None:
+    """Add per-queue byte (and packet) sums of packets ``(q, size)`` to the counters
+    (and subtract the bytes from ``minus_field``)."""
+    if q.size == 0:
+        return
+    q0 = int(q[0])
+    if q.size == 1 or not (q != q0).any():
+        groups = [(q0, int(size.sum()), int(q.size))]
+    else:
+        nb = np.bincount(q, weights=size, minlength=nq)
+        npk = np.bincount(q, minlength=nq)
+        nz = np.flatnonzero(npk)
+        groups = zip(nz.tolist(), nb[nz].astype(np.int64).tolist(), npk[nz].tolist())
+    for qq, b, p in groups:
+        c = qcount[qq]
+        setattr(c, bytes_field, getattr(c, bytes_field) + b)
+        if packets_field:
+            setattr(c, packets_field, getattr(c, packets_field) + p)
+        if minus_field:
+            setattr(c, minus_field, getattr(c, minus_field) - b)
+
+
+def _max_into(bmax: np.ndarray, q: np.ndarray, nid: np.ndarray) -> None:
+    """bmax[q] = max(bmax[q], nid) per queue."""
+    if q.size == 0:
+        return
+    q0 = int(q[0])
+    if not (q != q0).any():
+        m = int(nid.max())
+        if m > bmax[q0]:
+            bmax[q0] = m
+    else:
+        np.maximum.at(bmax, q, nid)
+
+
+def _events_array(res) -> np.ndarray:
+    """The 7 x n event rows (packet_id, ue, dir, size, t_arrival, t_event, kind) of a SlotResult:
+    the engine's own array when it has one (no per-packet objects on the hot path)."""
+    ev = getattr(res, "_ev", None)
+    if isinstance(ev, np.ndarray) and ev.ndim == 2 and ev.shape[0] == 7:
+        return ev.astype(np.int64, copy=False)
+    rows = _events(res)
+    return np.array(rows, dtype=np.int64).reshape(-1, 7).T
+
+
 def _events(res):
     """(packet_id, ue, dir, size, t_arrival, t_event, kind) rows of a SlotResult.
 
@@ -478,10 +634,11 @@ def _events(res):
     ev = getattr(res, "_ev", None)
     if isinstance(ev, np.ndarray) and ev.ndim == 2 and ev.shape[0] == 7:
         return ev.T.tolist()
-    out = [(d.packet_id, d.ue_id, d.direction, d.size_bytes, d.t_arrival_us, d.t_delivered_us,
-            _EV_DELIVERED) for d in res.delivered]
-    out += [(d.packet_id, d.ue_id, d.direction, d.size_bytes, d.t_arrival_us, d.t_drop_us,
-             _REASON_KIND.get(d.reason, 2)) for d in res.dropped]
+    code = {"dl": 0, "ul": 1}
+    out = [(d.packet_id, d.ue_id, code.get(d.direction, d.direction), d.size_bytes, d.t_arrival_us,
+            d.t_delivered_us, _EV_DELIVERED) for d in res.delivered]
+    out += [(d.packet_id, d.ue_id, code.get(d.direction, d.direction), d.size_bytes, d.t_arrival_us,
+             d.t_drop_us, _REASON_KIND.get(d.reason, 2)) for d in res.dropped]
     return out
 
 
