@@ -10,7 +10,7 @@ from neuralemu.scheduler_model import features as F
 from neuralemu.scheduler_model.bundle import Bundle, expected_shapes
 from neuralemu.scheduler_model.dataset import CellConfig
 from neuralemu.scheduler_model.model import ModelConfig, SchedulerModel
-from neuralemu.scheduler_model.runtime import Runtime, allocate
+from neuralemu.scheduler_model.runtime import Runtime, allocate, allocate_fast
 
 
 def random_bundle(seed: int = 0, n_layers: int = 2) -> tuple[Bundle, SchedulerModel]:
@@ -110,3 +110,52 @@ def test_sampling_mode_is_seeded():
     a = allocate(sl, sh, ml, prbs_available=100, max_ues=8, mcs_top=27, rng=np.random.default_rng(5))
     b = allocate(sl, sh, ml, prbs_available=100, max_ues=8, mcs_top=27, rng=np.random.default_rng(5))
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_compiled_allocate_matches_numpy(seed):
+    rng = np.random.default_rng(100 + seed)
+    n = int(rng.integers(1, 65))
+    avail = int(rng.integers(0, 274))
+    max_ues = int(rng.integers(1, 20))
+    sl = (rng.normal(size=n) * 3).astype(np.float32)
+    sh = (rng.normal(size=n + 1) * 3).astype(np.float32)
+    ml = rng.normal(size=(n, 29)).astype(np.float32)
+    buf = rng.exponential(3000, n) * 8 * (rng.random(n) < 0.8)
+    bpp = 144 * np.linspace(0.2, 7.4, 32)
+    for cap in ((None, None), (buf, bpp)):
+        a = allocate(sl, sh, ml, prbs_available=avail, max_ues=max_ues, mcs_top=27,
+                     buffer_bits=cap[0], bits_per_prb_by_mcs=cap[1])
+        b = allocate_fast(sl, sh, ml, prbs_available=avail, max_ues=max_ues, mcs_top=27,
+                          buffer_bits=cap[0], bits_per_prb_by_mcs=cap[1])
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_compiled_decide_matches_numpy_path():
+    """LearnedPolicy: the one-call compiled decide == features + forward + allocate in numpy."""
+    from neuralemu.cell.policy import SlotContext, UeFeatures
+    from neuralemu.scheduler_model.policy import LearnedPolicy
+
+    bundle, _ = random_bundle(3)
+    fast, ref = LearnedPolicy(bundle), LearnedPolicy(bundle)
+    ref._decide_compiled = ref._decide_numpy          # force the readable path
+    rng = np.random.default_rng(7)
+    scheduled = 0
+    for n in (1, 5, 30, 70):
+        ids = np.arange(n, dtype=np.int64) + 100
+        for s in range(40):
+            ctx = SlotContext(slot=s, t_us=s * 500, direction="dl", slot_type="D",
+                              prbs_available=int(rng.integers(1, 52)), prbs_total=51, symbols=13,
+                              max_ues=int(rng.integers(1, 8)), mcs_table="qam256", max_layers=1)
+            ues = UeFeatures(ue_id=ids, buffer_bytes=rng.exponential(9000, n) * (rng.random(n) < .7),
+                             cqi=rng.integers(1, 16, n), sinr_db=rng.normal(15, 5, n),
+                             la_mcs=rng.integers(0, 28, n), avg_tput_bps=np.zeros(n),
+                             last_mcs=np.full(n, -1), last_prbs=np.zeros(n, np.int64),
+                             slots_since_grant=np.zeros(n, np.int64),
+                             pending_retx=rng.integers(0, 2, n), priority=np.ones(n))
+            a, b = fast.decide(ctx, ues), ref.decide(ctx, ues)
+            assert np.array_equal(a.prbs, b.prbs) and np.array_equal(a.mcs, b.mcs)
+            scheduled += int((a.prbs > 0).sum())
+            fast.observe(ctx, ues, a)
+            ref.observe(ctx, ues, b)
+    assert scheduled > 0

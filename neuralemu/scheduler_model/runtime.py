@@ -319,3 +319,195 @@ def bits_per_prb_by_mcs(cell, direction: str, symbols: int, layers: int, mcs_tab
     from neuralemu.scheduler_model import mcs_info
     re = cell.re_per_prb.get(direction, {}).get(str(int(symbols)), 12 * int(symbols) - 12)
     return max(re, 1) * max(layers, 1) * mcs_info.se_lookup(mcs_table)
+
+
+# --- compiled decision path ------------------------------------------------------------------
+# The whole deterministic ``decide`` of the learned policy as compiled code: features
+# (features._features_loops), the forward pass (_forward_loops), the MCS argmax around each
+# user's anchor and the allocation (_allocate_loops, the same rules as :func:`allocate`).
+
+
+def _pick_order(key, idx, count, take):
+    """The first ``take`` of ``idx[:count]`` by descending ``key[idx]``, ties in idx order
+    (np.argsort(-key, kind="stable")[:take]); returns a new array."""
+    used = np.zeros(count, dtype=np.bool_)
+    out = np.empty(take, dtype=np.int64)
+    for t in range(take):
+        best = -1
+        for j in range(count):
+            if not used[j] and (best < 0 or key[j] > key[best]):
+                best = j
+        used[best] = True
+        out[t] = best
+    return out
+
+
+def _allocate_loops(sched_logit, share_logit, best_mcs, prbs_available, max_ues, buffer_bits,
+                    bits_per_prb, use_cap, prbs, mcs):
+    """Deterministic :func:`allocate` given each user's argmax MCS ``best_mcs``; fills prbs, mcs."""
+    n = sched_logit.shape[0]
+    for i in range(n):
+        prbs[i] = 0
+        mcs[i] = 0
+    if n == 0 or prbs_available <= 0 or max_ues <= 0:
+        return
+    chosen = np.empty(n, dtype=np.int64)
+    k = 0
+    for i in range(n):
+        if sched_logit[i] > 0.0:
+            chosen[k] = i
+            k += 1
+    if k == 0:
+        return
+    if k > max_ues:
+        key = np.empty(k)
+        for j in range(k):
+            key[j] = sched_logit[chosen[j]]
+        order = _pick_order_jit(key, chosen, k, max_ues)
+        top = np.empty(max_ues, dtype=np.int64)
+        for j in range(max_ues):
+            top[j] = chosen[order[j]]
+        chosen = top
+        k = max_ues
+    share = np.empty(k + 1)
+    mx = float(share_logit[n])
+    for j in range(k):
+        mx = max(mx, float(share_logit[chosen[j]]))
+    s = 0.0
+    for j in range(k):
+        share[j] = np.exp(float(share_logit[chosen[j]]) - mx)
+        s += share[j]
+    share[k] = np.exp(float(share_logit[n]) - mx)
+    s += share[k]
+    for j in range(k + 1):
+        share[j] /= s
+    raw = np.empty(k)
+    base = np.empty(k, dtype=np.int64)
+    raw_sum = 0.0
+    base_sum = 0
+    for j in range(k):
+        raw[j] = share[j] * prbs_available
+        base[j] = int(np.floor(raw[j]))
+        raw_sum += raw[j]
+        base_sum += base[j]
+    left = int(np.rint(raw_sum)) - base_sum
+    if left > 0:
+        frac = np.empty(k)
+        for j in range(k):
+            frac[j] = raw[j] - base[j]
+        order = _pick_order_jit(frac, chosen, k, min(left, k))
+        for j in range(order.shape[0]):
+            base[order[j]] += 1
+            base_sum += 1
+    for j in range(k):                       # a scheduled user gets at least one PRB
+        if base_sum >= prbs_available:
+            break
+        if base[j] == 0:
+            base[j] = 1
+            base_sum += 1
+    over = base_sum - prbs_available
+    while over > 0:                          # never exceed the budget
+        i = 0
+        for j in range(1, k):
+            if base[j] > base[i]:
+                i = j
+        take = min(over, base[i])
+        base[i] -= take
+        over -= take
+    if use_cap:
+        need = np.empty(k, dtype=np.int64)
+        spare = 0
+        for j in range(k):
+            bpp = max(bits_per_prb[best_mcs[chosen[j]]], 1.0)
+            need[j] = max(int(np.ceil(buffer_bits[chosen[j]] / bpp)), 1)
+            capped = min(base[j], need[j])
+            spare += base[j] - capped
+            base[j] = capped
+        if spare > 0:
+            order = _pick_order_jit(share, chosen, k, k)
+            for t in range(k):
+                j = order[t]
+                give = min(spare, need[j] - base[j])
+                if give > 0:
+                    base[j] += give
+                    spare -= give
+                if spare <= 0:
+                    break
+    for j in range(k):
+        c = chosen[j]
+        prbs[c] = base[j]
+        mcs[c] = best_mcs[c] if base[j] > 0 else 0
+
+
+def _decide_loops(rows, last_mcs, last_prbs, last_grant_slot, avg_value, avg_at, keep, slot, dslot,
+                  is_ul, buf, cqi, sinr, use_sinr, pending, prbs_available, prbs_total, symbols,
+                  layers, se_lut, cqi_se_lut, cqi_mcs_lut, slot_code, n_users_frac, max_ues_frac,
+                  w_in, b_in, w_hid, b_hid, w_cell, b_cell, unused, blocks, w_heads, b_heads,
+                  n_heads, n_mcs, max_ues, mcs_top, bits_per_prb, use_cap, user_x, prbs, mcs):
+    """Features -> model -> allocation for one slot (the compiled ``LearnedPolicy.decide``)."""
+    _features_jit(rows, last_mcs, last_prbs, last_grant_slot, avg_value, avg_at, keep, slot, dslot,
+                  is_ul, buf, cqi, sinr, use_sinr, pending, prbs_available, prbs_total, symbols,
+                  layers, se_lut, cqi_se_lut, cqi_mcs_lut, user_x)
+    cell_x = np.zeros(8, dtype=np.float32)         # features.CELL_FEATURE_NAMES
+    if 0 <= slot_code < 3:
+        cell_x[slot_code] = 1.0
+    cell_x[3] = prbs_available / max(prbs_total, 1.0)
+    cell_x[4] = symbols / 14.0
+    cell_x[5] = n_users_frac
+    cell_x[6] = max_ues_frac
+    cell_x[7] = 1.0 if is_ul else 0.0
+    out = _forward_kernel(user_x, cell_x, w_in, b_in, w_hid, b_hid, w_cell, b_cell, unused, blocks,
+                          w_heads, b_heads, n_heads)
+    n = user_x.shape[0]
+    best = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        never = user_x[i, _I_NEVER] > 0.5
+        a = user_x[i, _I_CQI_MCS] if never else user_x[i, _I_LAST_MCS]
+        anchor = min(max(int(np.rint(a * 28.0)), 0), n_mcs - 1)
+        bm = 0
+        bv = -np.inf
+        for m in range(mcs_top + 1):
+            v = out[i, 2 + m - anchor + n_mcs - 1]
+            if v > bv:
+                bv = v
+                bm = m
+        best[i] = bm
+    sl = np.empty(n, dtype=np.float32)
+    sh = np.empty(n + 1, dtype=np.float32)
+    for i in range(n):
+        sl[i] = out[i, 0]
+        sh[i] = out[i, 1]
+    sh[n] = out[n, 1]
+    _allocate_jit(sl, sh, best, prbs_available, max_ues, buf * 8.0 if use_cap else buf,
+                  bits_per_prb, use_cap, prbs, mcs)
+
+
+from neuralemu.scheduler_model.features import (  # noqa: E402
+    I_CQI_MCS as _I_CQI_MCS, I_LAST_MCS as _I_LAST_MCS, I_NEVER as _I_NEVER,
+    features_kernel as _features_jit)
+
+if njit is not None:
+    _pick_order_jit = njit(cache=True)(_pick_order)
+    _allocate_jit = njit(cache=True)(_allocate_loops)
+    decide_kernel = njit(cache=True)(_decide_loops)
+else:  # pragma: no cover
+    _pick_order_jit = _pick_order
+    _allocate_jit = _allocate_loops
+    decide_kernel = None
+
+
+def allocate_fast(sched_logit, share_logit, mcs_logit, *, prbs_available: int, max_ues: int,
+                  mcs_top: int, buffer_bits=None, bits_per_prb_by_mcs=None):
+    """:func:`allocate` in deterministic mode, compiled (same result)."""
+    n = sched_logit.shape[0]
+    prbs = np.zeros(n, dtype=np.int64)
+    mcs = np.zeros(n, dtype=np.int64)
+    best = np.argmax(mcs_logit[:, :mcs_top + 1], axis=1).astype(np.int64) if n else \
+        np.zeros(0, dtype=np.int64)
+    use_cap = buffer_bits is not None and bits_per_prb_by_mcs is not None
+    _allocate_jit(np.ascontiguousarray(sched_logit, dtype=np.float32),
+                  np.ascontiguousarray(share_logit, dtype=np.float32), best, int(prbs_available),
+                  int(max_ues), np.asarray(buffer_bits if use_cap else np.zeros(n), dtype=np.float64),
+                  np.asarray(bits_per_prb_by_mcs if use_cap else np.ones(32), dtype=np.float64),
+                  use_cap, prbs, mcs)
+    return prbs, mcs
