@@ -95,20 +95,30 @@ def _print_second(snap, t0: float, out=sys.stdout) -> None:
           file=out, flush=True)
 
 
-def _run_live(live, args, cmd: list[str] | None = None, cmd_ns: str | None = None) -> int:
-    """Start, print a line per second, run ``cmd`` (if any) in ``cmd_ns``, stop, write outputs."""
+def _run_live(live, args, cmd: list[str] | None = None, cmd_ns: str | None = None,
+              outside: bool = False) -> int:
+    """Start, print a line per second, run ``cmd`` (if any) in ``cmd_ns``, stop, write outputs.
+    ``outside``: link the testbed to the root namespace with NAT (``shell``), removed on exit."""
     import subprocess
     t0 = time.time()
     if not getattr(args, "quiet", False):
         live.on_second = lambda snap: _print_second(snap, t0, sys.stderr)
     rc = 0
+    link = None
     try:
         live.start()
         tb = live.testbed
+        extra_env = {}
+        if outside and not tb.real_nics:
+            from neuralemu.datapath import rootns
+            link = rootns.link_outside(tb)
+            extra_env["NEURALEMU_OUTSIDE_GW"] = link.root_ip
         print(f"live: testbed {tb.prefix}; UE 1 in {tb.ns_ue(1) if not tb.real_nics else '-'}; "
-              f"server {tb.server_ipv4}", file=sys.stderr, flush=True)
+              f"server {tb.server_ipv4}" + (f"; outside via {link.root_if} (NAT)" if link else ""),
+              file=sys.stderr, flush=True)
         if cmd:
-            env = dict(os.environ, NEURALEMU_SERVER=tb.server_ipv4, NEURALEMU_SERVER6=tb.server_ipv6)
+            env = dict(os.environ, NEURALEMU_SERVER=tb.server_ipv4, NEURALEMU_SERVER6=tb.server_ipv6,
+                       **extra_env)
             proc = subprocess.Popen(["ip", "netns", "exec", cmd_ns] + cmd, env=env)
             try:
                 rc = proc.wait(timeout=args.duration_s) if args.duration_s else proc.wait()
@@ -124,7 +134,12 @@ def _run_live(live, args, cmd: list[str] | None = None, cmd_ns: str | None = Non
             while True:
                 live.wait(3600)
     finally:
-        final = live.stop()
+        try:
+            final = live.stop()
+        finally:
+            if link is not None:
+                from neuralemu.datapath import rootns
+                rootns.unlink_outside(link.prefix)
         if getattr(args, "log", None):
             live.write_delivery_log(args.log)
             print(f"wrote {args.log}", file=sys.stderr)
@@ -145,7 +160,8 @@ def _run(args) -> int:
     _need_root("run")
     live = LiveEmulation.from_scenario(args.scenario, prefix=args.prefix,
                                        unclassified=args.unclassified,
-                                       record_deliveries=bool(args.log))
+                                       record_deliveries=bool(args.log), gso=args.gso,
+                                       duration_s=args.duration_s)
     return _run_live(live, args)
 
 
@@ -161,7 +177,7 @@ def _replay(args) -> int:
         mahimahi_down=args.mahimahi, mahimahi_up=args.mahimahi_up, nrscope=args.nrscope,
         rnti=args.rnti, base_delay_ms=args.delay_ms, record_dci=bool(args.telemetry))
     live = LiveEmulation(engine, ue_ids=ue_ids, prefix=args.prefix, unclassified=args.unclassified,
-                         base_delay_us=base_delay_us, record_deliveries=bool(args.log))
+                         base_delay_us=base_delay_us, record_deliveries=bool(args.log), gso=args.gso)
     cmd = [c for c in (args.cmd or []) if c != "--"]
     return _run_live(live, args, cmd or None, f"{args.prefix}-ue1")
 
@@ -175,15 +191,16 @@ def _shell(args) -> int:
         engine, ue_ids, delay = replay_engine(mahimahi_down=args.mahimahi[0], mahimahi_up=args.mahimahi[1],
                                               base_delay_ms=args.delay_ms)
         live = LiveEmulation(engine, ue_ids=ue_ids, prefix=args.prefix, base_delay_us=delay,
-                             unclassified=args.unclassified, record_deliveries=bool(args.log))
+                             unclassified=args.unclassified, record_deliveries=bool(args.log),
+                             gso=args.gso)
     elif args.scenario:
         live = LiveEmulation.from_scenario(args.scenario, prefix=args.prefix,
                                            unclassified=args.unclassified,
-                                           record_deliveries=bool(args.log))
+                                           record_deliveries=bool(args.log), gso=args.gso)
     else:
         raise InputError("shell", "give --scenario S or --mahimahi DOWN UP")
     args.duration_s = None
-    return _run_live(live, args, cmd, f"{args.prefix}-ue1")
+    return _run_live(live, args, cmd, f"{args.prefix}-ue1", outside=not args.no_outside)
 
 
 def _common_live(p) -> None:
@@ -194,6 +211,9 @@ def _common_live(p) -> None:
     p.add_argument("--telemetry", metavar="CSV", help="write the emitted DCI telemetry on exit")
     p.add_argument("--summary", metavar="JSON", help="write the conservation summary on exit")
     p.add_argument("--quiet", action="store_true", help="no per-second lines")
+    p.add_argument("--gso", action="store_true",
+                   help="queue GSO/GRO super-packets whole (NFQA_CFG_F_GSO): far fewer packets for "
+                        "TCP, but the engine sees the super-packets' sizes (docs/datapath.md)")
 
 
 def register(subparsers) -> None:
@@ -240,10 +260,14 @@ def register(subparsers) -> None:
 
     sh = subparsers.add_parser("shell", help="run a command whose traffic crosses the emulated cell",
                                description="Like mm-link: CMD runs in a UE namespace; its traffic to the "
-                                           "server (and to the host) passes through the emulated cell.")
+                                           "testbed's server, to the host and beyond (NAT through the "
+                                           "root namespace) passes through the emulated cell.")
     sh.add_argument("--scenario", help="scenario YAML/JSON")
     sh.add_argument("--mahimahi", nargs=2, metavar=("DOWN", "UP"), help="Mahimahi traces")
     sh.add_argument("--delay-ms", type=float, default=0.0)
+    sh.add_argument("--no-outside", action="store_true",
+                    help="do not link the testbed to the root namespace (no NAT): reach the "
+                         "testbed's server only")
     sh.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD ...")
     _common_live(sh)
     sh.set_defaults(func=_shell)
