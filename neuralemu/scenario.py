@@ -25,6 +25,9 @@ from neuralemu.cell import CellConfig, Engine, UeConfig, make_policy
 from neuralemu.errors import InputError
 
 CHANNEL_TAGS = ("fixed", "stochastic", "trace")
+# Policies that plug into the engine from outside ``cell``: the module that registers each.
+# Imported by name the first time a scenario asks for one (cell never imports them).
+PLUGIN_POLICIES = {"replay": "neuralemu.replay", "learned": "neuralemu.scheduler_model.policy"}
 CLOSED_LOOP = ("gcc", "tcp")
 BACKGROUND_UE_BASE = 60000
 
@@ -207,6 +210,7 @@ class Emulation:
     background_sources: list = field(default_factory=list)
     arrivals: pd.DataFrame | None = None     # open-loop arrivals loaded (workload CSV columns)
     background_ues: list[int] = field(default_factory=list)
+    background_arrivals: pd.DataFrame | None = None   # attach_background: not loaded
 
     def run(self, duration_s: float | None = None, *, show_progress: bool = False,
             chunk_slots: int = 2000, on_chunk=None) -> None:
@@ -264,15 +268,28 @@ def _packets_frame(packets) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["t_us", "ue", "direction", "size_bytes"])
 
 
+def scenario_policy(name: str, **params: Any):
+    """``make_policy(name, **params)``, importing a plug-in policy's module first
+    (:data:`PLUGIN_POLICIES`) if it has not registered yet."""
+    from neuralemu.cell import policy_names
+    if name not in policy_names() and name in PLUGIN_POLICIES:
+        import importlib
+        importlib.import_module(PLUGIN_POLICIES[name])
+    return make_policy(name, **params)
+
+
 def build_emulation(scenario: Scenario | dict | str | Path, *, workload: pd.DataFrame | None = None,
                     duration_s: float | None = None, record_dci: bool = False,
-                    keep_log: bool = True, load_traffic: bool = True) -> Emulation:
+                    keep_log: bool = True, load_traffic: bool = True,
+                    attach_background: bool = False) -> Emulation:
     """Turn a scenario into an :class:`Emulation` (engine + policy + traffic + background).
 
     ``scenario``: a :class:`Scenario`, a mapping, or a YAML/JSON file path.
     ``workload``: extra open-loop arrivals (workload CSV columns). ``load_traffic``:
     also generate the users' built-in open-loop traffic for ``duration_s``
-    (default the scenario's) and the background.
+    (default the scenario's) and the background. ``attach_background`` (with
+    ``load_traffic=False``: the live datapath) adds the background users to the engine and
+    returns their arrivals in ``Emulation.background_arrivals`` without loading them.
     """
     if isinstance(scenario, (str, Path)):
         sc = load_scenario(scenario)
@@ -281,7 +298,7 @@ def build_emulation(scenario: Scenario | dict | str | Path, *, workload: pd.Data
     else:
         sc = parse_scenario(scenario)
     duration = sc.duration_s if duration_s is None else float(duration_s)
-    policy = make_policy(sc.policy.name, **sc.policy.params)
+    policy = scenario_policy(sc.policy.name, **sc.policy.params)
     engine = Engine(sc.cell, [ue.engine_config() for ue in sc.ues], policy, seed=sc.seed,
                     record_dci=record_dci, keep_log=keep_log)
     emu = Emulation(scenario=sc, engine=engine)
@@ -309,6 +326,15 @@ def build_emulation(scenario: Scenario | dict | str | Path, *, workload: pd.Data
             emu.background_ues.append(cfg.ue_id)
         if len(bg_wl):
             frames.append(bg_wl[["t_us", "ue", "direction", "size_bytes"]])
+    elif attach_background:
+        bg_cfgs, bg_wl = _background(sc, duration)
+        for cfg in bg_cfgs:
+            if cfg.ue_id in engine._ue_index:
+                raise InputError("scenario", f"background user {cfg.ue_id} collides with a user",
+                                 field="background.ue_base")
+            engine.add_ue(cfg)
+            emu.background_ues.append(cfg.ue_id)
+        emu.background_arrivals = bg_wl
     if frames:
         arr = pd.concat(frames, ignore_index=True)
         arr = arr.astype({"t_us": np.int64, "ue": np.int64, "size_bytes": np.int64})
