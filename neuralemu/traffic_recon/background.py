@@ -102,12 +102,20 @@ def _mean_of(rec: dict, rng: np.random.Generator) -> float:
 
 def sample_background(profile: dict, duration_s: float, *, seed: int = 0, count: float | None = None,
                       ue_base: int = DEFAULT_UE_BASE, directions: tuple[str, ...] | None = None,
-                      packet_bytes: int = PACKET_BYTES) -> Background:
+                      packet_bytes: int = PACKET_BYTES,
+                      served_bytes_grid: dict | None = None) -> Background:
     """Sample background sessions, their workload and channels (deterministic for ``seed``).
 
     ``count``: target mean number of concurrently attached background users;
     default the profile's. The arrival rate is scaled so that, by Little's law,
     arrivals x mean session length equals ``count``.
+
+    ``served_bytes_grid`` (direction -> sorted byte counts, e.g.
+    :meth:`.policy.BackgroundLinkPolicy.served_bytes_grid`): profile burst sizes
+    are bytes the real gNB *served* (whole transport blocks, padding included);
+    a sampled size below the grid's largest value is enqueued as the nearest
+    grid value (on a log scale), so that the emulated cell serves about the
+    sampled bytes in one grant rather than padding them once more.
     """
     if not duration_s > 0:
         raise InputError("background", f"duration must be positive, got {duration_s}", field="duration_s")
@@ -192,6 +200,13 @@ def sample_background(profile: dict, duration_s: float, *, seed: int = 0, count:
             if not times:
                 continue
             sizes = np.maximum(1, np.round(dist.sample(de["burst_bytes"], srng, len(times)))).astype(np.int64)
+            grid = None if served_bytes_grid is None else served_bytes_grid.get(d)
+            if grid is not None and len(grid):
+                small = sizes < grid[-1]
+                lg = np.log(grid)
+                k = np.clip(np.searchsorted(lg, np.log(sizes[small])), 1, len(grid) - 1)
+                lo_closer = np.log(sizes[small]) - lg[k - 1] <= lg[k] - np.log(sizes[small])
+                sizes[small] = grid[np.where(lo_closer, k - 1, k)]
             npk = (sizes + packet_bytes - 1) // packet_bytes
             tt = np.repeat(np.asarray(times), npk)
             sz = np.full(int(npk.sum()), packet_bytes, dtype=np.int64)

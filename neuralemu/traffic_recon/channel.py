@@ -30,7 +30,9 @@ def fit_mcs_markov(grants: pd.DataFrame, slot_us: float, *, step_ms: float = STE
     payloads (RRC, TCP ACKs) at a robust MCS whatever the channel (in the
     T-Mobile logs, grants under 100 bytes are MCS 0 almost always), so small
     grants say how the scheduler treats small payloads, not what the channel
-    allows. The share of small grants is recorded as ``small_grant_share``.
+    allows. The share of small grants is recorded as ``small_grant_share``, and
+    the median PRB count of small grants per direction as ``small_payload_prbs``
+    (the allocation the gNB gives a payload that fits; :mod:`.policy`).
     """
     g_all = grants[grants["decoded"] & (grants["mcs"] <= MAX_MCS)]
     g = g_all[g_all["bytes_est"] >= min_grant_bytes]
@@ -61,7 +63,15 @@ def fit_mcs_markov(grants: pd.DataFrame, slot_us: float, *, step_ms: float = STE
     init /= init.sum()
     stat = stationary_counts + 1e-3
     stat /= stat.sum()
+    small_prbs = {}
+    if "prb_count" in g_all:
+        for d in ("dl", "ul"):
+            sm = g_all[(g_all["direction"] == d) & (g_all["bytes_est"] < min_grant_bytes)
+                       & (g_all["prb_count"] > 0)]
+            if len(sm):
+                small_prbs[d] = int(np.median(sm["prb_count"].to_numpy()))
     return {"kind": "mcs_markov", "step_ms": float(step_ms), "n_states": n_states,
+            "small_payload_prbs": small_prbs,
             "transitions_counted": int(counts.sum()),
             "min_grant_bytes": float(min_grant_bytes),
             "small_grant_share": round(float(1.0 - len(g) / len(g_all)), 6) if len(g_all) else 0.0,
@@ -84,6 +94,12 @@ def validate_mcs_markov(rec, source: str, where: str = "channel") -> None:
         if not isinstance(v, list) or len(v) != n:
             raise InputError(source, f"{name} must list {n} probabilities", field=f"{where}.{name}")
         _prob_row(v, f"{where}.{name}", source)
+    small = rec.get("small_payload_prbs", {})
+    if not isinstance(small, dict) or any(
+            k not in ("dl", "ul") or isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 275
+            for k, v in small.items()):
+        raise InputError(source, "small_payload_prbs must map 'dl'/'ul' to PRB counts 1..275",
+                         field=f"{where}.small_payload_prbs")
     tr = rec.get("transition")
     if not isinstance(tr, list) or len(tr) != n:
         raise InputError(source, f"transition must be {n} rows", field=f"{where}.transition")

@@ -11,6 +11,9 @@ file by the KS distance of five distributions:
 * ``burst_gap_s``: inter-burst gaps (start to start) per user and direction;
 * ``mcs``: MCS index of decoded new transmissions of at least 500 bytes
   (channel-limited grants; the channel model's figure);
+* ``active_users_nonempty``, ``prb_util_nonempty``: the same over the slots with
+  at least one DCI only (informational: most slots of a real log are empty in
+  both, which makes the all-slot figures easy to match);
 * ``mcs_all``: MCS of every decoded new transmission (informational: real gNBs
   send small payloads at MCS 0 whatever the channel, which is scheduler
   behaviour that the ``pf`` policy used here does not have).
@@ -35,17 +38,26 @@ from scipy import stats
 from neuralemu.traffic_recon import reconstruct
 from neuralemu.traffic_recon.background import sample_background
 from neuralemu.traffic_recon.channel import MIN_CHANNEL_GRANT_BYTES
+from neuralemu.traffic_recon.policy import BackgroundLinkPolicy
 from neuralemu.traffic_recon.profile import fit_profile
 
-METRICS = ("active_users", "prb_util", "burst_bytes", "burst_gap_s", "mcs", "mcs_all")
+METRICS = ("active_users", "prb_util", "burst_bytes", "burst_gap_s", "mcs", "mcs_all",
+           "active_users_nonempty", "prb_util_nonempty")
+#: Figures that the KS bound applies to (the rest are reported only).
+BOUNDED = ("active_users", "prb_util", "burst_bytes", "burst_gap_s", "mcs")
 KS_BOUND = 0.15
 
 #: Engine cells matching the shared T-Mobile logs (15 kHz SCS; 52 and 79 PRBs, 38.101-1 Table 5.3.2-1).
+#: PDSCH symbols as logged (t_mobile1: 12, t_mobile2: 11, i.e. 2 and 3 PDCCH symbols) and 2 layers, so
+#: that a grant of N PRBs at MCS m carries the bytes it carries in the log (38.214 5.1.3.2; e.g. 8 PRBs
+#: at MCS 0: 63 bytes in t_mobile1, 16 PRBs at MCS 0: 116 bytes in t_mobile2).
 CELLS = {
     "t_mobile1": {"numerology": 0, "bandwidth_mhz": 10, "duplex": "FDD", "mcs_table": "qam256",
-                  "ul_mcs_table": "qam256", "max_layers": 2, "uplink": {"sr_grant_bytes": 64}},
+                  "ul_mcs_table": "qam256", "max_layers": 2, "pdcch_symbols": 2,
+                  "uplink": {"sr_grant_bytes": 64}},
     "t_mobile2": {"numerology": 0, "bandwidth_mhz": 15, "duplex": "FDD", "mcs_table": "qam256",
-                  "ul_mcs_table": "qam256", "max_layers": 2, "uplink": {"sr_grant_bytes": 64}},
+                  "ul_mcs_table": "qam256", "max_layers": 2, "pdcch_symbols": 3,
+                  "uplink": {"sr_grant_bytes": 64}},
 }
 
 
@@ -74,7 +86,9 @@ def slot_figures(dci: pd.DataFrame, prbs_total: int, span: tuple[int, int] | Non
     prb = v.groupby("slot")["prb_count"].sum()
     util = np.zeros(n)
     util[prb.index.to_numpy() - s0] = np.minimum(prb.to_numpy() / prbs_total, 1.0)
-    return {"active_users": act, "prb_util": util}
+    busy = act > 0
+    return {"active_users": act, "prb_util": util,
+            "active_users_nonempty": act[busy], "prb_util_nonempty": util[busy]}
 
 
 def burst_figures(dci: pd.DataFrame) -> dict:
@@ -105,11 +119,19 @@ def _ks(a, b) -> float:
     return float(stats.ks_2samp(a, b).statistic) if len(a) and len(b) else float("nan")
 
 
-def emulate(profile: dict, cell_cfg: dict, duration_s: float, seed: int) -> tuple[pd.DataFrame, int]:
+def emulate(profile: dict, cell_cfg: dict, duration_s: float, seed: int,
+            link_policy: bool = True) -> tuple[pd.DataFrame, int]:
     """Run the engine with background users sampled from ``profile``; return its DCI log."""
-    from neuralemu.cell import Engine
-    bg = sample_background(profile, duration_s, seed=seed)
-    eng = Engine(cell_cfg, bg.ue_configs(), "pf", seed=seed, record_dci=True)
+    from neuralemu.cell import CellConfig, Engine
+    cell = CellConfig(**cell_cfg)
+    if link_policy:
+        grid = BackgroundLinkPolicy.from_background(None, profile, cell).served_bytes_grid(cell)
+        bg = sample_background(profile, duration_s, seed=seed, served_bytes_grid=grid)
+        policy = BackgroundLinkPolicy.from_background(bg, profile, cell)
+    else:
+        bg = sample_background(profile, duration_s, seed=seed)
+        policy = "pf"
+    eng = Engine(cell, bg.ue_configs(), policy, seed=seed, record_dci=True)
     wl = bg.workload
     eng.load_arrivals(wl["t_us"].to_numpy(), wl["ue"].to_numpy(), wl["direction"].to_numpy(),
                       wl["size_bytes"].to_numpy())
