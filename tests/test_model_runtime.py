@@ -137,6 +137,7 @@ def test_compiled_decide_matches_numpy_path():
     from neuralemu.scheduler_model.policy import LearnedPolicy
 
     bundle, _ = random_bundle(3)
+    bundle.weights["sched_head.bias"] = bundle.weights["sched_head.bias"] + 1.0   # some scheduled
     fast, ref = LearnedPolicy(bundle), LearnedPolicy(bundle)
     ref._decide_compiled = ref._decide_numpy          # force the readable path
     rng = np.random.default_rng(7)

@@ -55,6 +55,7 @@ USER_FEATURE_NAMES = (
     "since_gap",
     *[f"pf_metric_{w}" for w in AVG_WINDOWS_SLOTS],
     *[f"pf_gap_{w}" for w in AVG_WINDOWS_SLOTS],
+    *[f"pf_la_gap_{w}" for w in AVG_WINDOWS_SLOTS],
 )
 CELL_FEATURE_NAMES = ("slot_D", "slot_U", "slot_S", "prbs_available_frac", "symbols_frac",
                       "n_users_frac", "max_ues_frac", "is_ul")
@@ -181,94 +182,9 @@ def user_features(*, rows: np.ndarray, tracker: HistoryTracker, slot: int, dslot
     return out
 
 
-def _features_loops(rows, last_mcs, last_prbs, last_grant_slot, avg_value, avg_at, keep,
-                    slot, dslot, is_ul, buf, cqi, sinr, use_sinr, pending, prbs_available,
-                    prbs_total, symbols, layers, se_lut, cqi_se_lut, cqi_mcs_lut, out):
-    """The feature definitions, one user at a time (see USER_FEATURE_NAMES for the order)."""
-    n = rows.shape[0]
-    nw = keep.shape[0]
-    avg = np.empty((n, nw))
-    pf = np.empty((n, nw))
-    total = np.zeros(nw)
-    best_pf = np.full(nw, -1e9)
-    best_se = -1e9
-    best_since = -1e9
-    for i in range(n):
-        r = rows[i]
-        gap = max(dslot - 1.0 - avg_at[r], 0.0)
-        c = min(max(int(cqi[i]), 0), 15)
-        log_se = np.log(max(cqi_se_lut[c], 0.05))
-        log_since = np.log1p(min(slot - last_grant_slot[r], 1e5))
-        for k in range(nw):
-            avg[i, k] = avg_value[r, k] * keep[k] ** gap
-            total[k] += avg[i, k]
-            pf[i, k] = log_se - np.log(avg[i, k] + 100.0)
-            if buf[i] > 0:
-                best_pf[k] = max(best_pf[k], pf[i, k])
-        if buf[i] > 0:
-            best_se = max(best_se, log_se)
-            best_since = max(best_since, log_since)
-    j = 8 + 2 * nw
-    for i in range(n):
-        r = rows[i]
-        never = last_mcs[r] < 0
-        since = min(slot - last_grant_slot[r], 1e5)
-        c = min(max(int(cqi[i]), 0), 15)
-        log_se = np.log(max(cqi_se_lut[c], 0.05))
-        out[i, 0] = np.log1p(max(buf[i], 0.0)) / 10.0
-        out[i, 1] = 1.0 if buf[i] > 0 else 0.0
-        out[i, 2] = c / 15.0
-        out[i, 3] = min(max(sinr[i], -20.0), 40.0) / 30.0 if use_sinr else 0.0
-        out[i, 4] = 0.0 if never else last_mcs[r] / 28.0
-        out[i, 5] = 1.0 if never else 0.0
-        out[i, 6] = last_prbs[r] / max(prbs_total, 1.0)
-        out[i, 7] = np.log1p(since) / 8.0
-        for k in range(nw):
-            out[i, 8 + k] = np.log1p(avg[i, k] / 100.0) / 10.0
-            out[i, 8 + nw + k] = avg[i, k] / max(total[k], 1e-9)
-        out[i, j] = pending[i] / 4.0
-        out[i, j + 1] = 1.0 if is_ul else 0.0
-        # PRBs this user's buffer needs at its expected MCS, as a fraction of what is free
-        est_mcs = cqi_mcs_lut[c] if never else int(last_mcs[r])
-        bits_per_prb = 12.0 * symbols * layers * se_lut[min(max(est_mcs, 0), 31)]
-        need = max(buf[i], 0.0) * 8.0 / max(bits_per_prb, 1.0) / max(prbs_available, 1.0)
-        out[i, j + 2] = min(need, 4.0)
-        out[i, j + 3] = np.log(min(max(need, 1e-3), 4.0))
-        out[i, j + 4] = log_se
-        out[i, j + 5] = cqi_mcs_lut[c] / 28.0
-        has = buf[i] > 0
-        out[i, j + 6] = max(log_se - best_se, -3.0) if has else -3.0
-        out[i, j + 7] = max(np.log1p(since) - best_since, -5.0) if has else -5.0
-        for k in range(nw):
-            out[i, j + 8 + k] = pf[i, k] / 10.0
-            out[i, j + 8 + nw + k] = max(pf[i, k] - best_pf[k], -3.0) if has else -3.0
+from neuralemu.scheduler_model.kernels import (  # noqa: E402  (compiled loops, one module)
+    _features_loops, features_kernel as _features_kernel, update_kernel as _update_kernel)
 
-
-def _update_loops(rows, prbs, mcs, layers, symbols, slot, dslot, keep, se_lut, last_mcs,
-                  last_prbs, last_grant_slot, avg_value, avg_at):
-    """Granted users: last MCS / PRBs / slot, and the raw bits into the lazy averages."""
-    for i in range(rows.shape[0]):
-        if prbs[i] <= 0:
-            continue
-        r = rows[i]
-        m = min(max(mcs[i], 0), 31)
-        bits = prbs[i] * 12.0 * symbols * layers[i] * se_lut[m]
-        last_mcs[r] = mcs[i]
-        last_prbs[r] = prbs[i]
-        last_grant_slot[r] = slot
-        gap = max(dslot - 1.0 - avg_at[r], 0.0)
-        for k in range(keep.shape[0]):
-            avg_value[r, k] = avg_value[r, k] * keep[k] ** gap * keep[k] + (1.0 - keep[k]) * bits
-        avg_at[r] = dslot
-
-
-try:
-    from numba import njit
-    _features_kernel = njit(cache=True)(_features_loops)
-    _update_kernel = njit(cache=True)(_update_loops)
-except ImportError:  # pragma: no cover - numba is a project dependency (the cell kernel)
-    _features_kernel = _features_loops
-    _update_kernel = _update_loops
 features_kernel = _features_kernel      # for other compiled loops (the dataset builder)
 update_kernel = _update_kernel
 
