@@ -14,14 +14,13 @@ import pandas as pd
 import pytest
 
 from neuralemu.cell import Engine
-from neuralemu.traffic_recon import reconstruct
 from neuralemu.workloads.gaming import CloudGaming
 from neuralemu.workloads.openloop import Bulk, Cbr, OnOff
 from neuralemu.workloads.web import WebBrowsing
 
+from recon_helpers import score
+
 DURATION_S = 30
-WINDOW_US = 100_000
-BURST_GAP_US = 6000
 
 # workload -> (generator, true class)
 KINDS = {
@@ -68,37 +67,6 @@ def run_mix(mix: dict, seed: int = 1):
                       wl["size_bytes"].to_numpy())
     eng.run(DURATION_S * 1000)
     return wl, eng.dci_log(), truth
-
-
-def score(wl: pd.DataFrame, dci: pd.DataFrame, truth: dict) -> dict:
-    rec = reconstruct(dci)
-    arr = rec.arrivals()
-    arr = arr[arr["direction"] == "dl"]
-    true_w = wl.groupby(["ue", wl["t_us"] // WINDOW_US])["size_bytes"].sum()
-    rec_w = arr.groupby(["ue", arr["t_us"] // WINDOW_US])["size_bytes"].sum()
-    j = pd.concat([true_w.rename("true"), rec_w.rename("rec")], axis=1).fillna(0)
-    j = j[j["true"] > 0]
-    bytes_err = float(((j["rec"] - j["true"]).abs() / j["true"]).median())
-
-    w = wl.sort_values(["ue", "t_us"])
-    starts = np.r_[True, (w["ue"].to_numpy()[1:] != w["ue"].to_numpy()[:-1])
-                   | (np.diff(w["t_us"].to_numpy()) > BURST_GAP_US)]
-    errs = []
-    for ue, g in w[starts].groupby("ue"):
-        rb = np.sort(rec.bursts[(rec.bursts["rnti"] == ue) & (rec.bursts["direction"] == "dl")]
-                     ["arrival_t_us"].to_numpy())
-        if len(rb) == 0:
-            continue
-        i = np.searchsorted(rb, g["t_us"].to_numpy())
-        near = np.stack([rb[np.clip(i - 1, 0, len(rb) - 1)], rb[np.clip(i, 0, len(rb) - 1)]])
-        errs.append(np.min(np.abs(near - g["t_us"].to_numpy()), axis=0) / rec.slot_us)
-    start_err = float(np.median(np.concatenate(errs)))
-
-    active = set(wl["ue"])           # a user with no traffic in the run has no class to find
-    cls = rec.users[rec.users["direction"] == "dl"].set_index("rnti")["traffic_class"]
-    hits = [cls.get(u, "none") == c for u, c in truth.items() if u in active]
-    return {"bytes_err_median": bytes_err, "burst_start_err_slots_median": start_err,
-            "class_accuracy": float(np.mean(hits)), "users": len(hits)}
 
 
 @pytest.mark.slow
