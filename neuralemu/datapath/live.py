@@ -143,13 +143,14 @@ class LiveEmulation:
                       **kwargs) -> "LiveEmulation":
         """Wrap the engine of a scenario (file path, dict or model), built by
         :func:`neuralemu.scenario.build_emulation`, the one place that turns scenarios into
-        emulations. Live, the users' traffic is real, so no synthetic traffic is loaded;
-        the scenario's users (not its background users) map to testbed UEs 1..N in order,
-        and a user's ``ip`` (real-NIC mode) is classified to it."""
-        import neuralemu.replay  # noqa: F401  (registers the replay policy)
+        emulations. Live, the users' traffic is real, so their built-in traffic is not
+        loaded; the scenario's users map to testbed UEs 1..N in order, and a user's ``ip``
+        (real-NIC mode) is classified to it. The synthetic background users are in the
+        engine as offline; their arrivals (generated for ``duration_s``, default the
+        scenario's, then repeated) are fed to the engine a few slots ahead as it runs."""
         from neuralemu.scenario import build_emulation
         emu = build_emulation(scenario, duration_s=duration_s, record_dci=record_dci,
-                              keep_log=False, load_traffic=False)
+                              keep_log=False, load_traffic=False, attach_background=True)
         sc = emu.scenario
         kwargs.setdefault("ue_ids", [ue.ue_id for ue in sc.ues])
         addrs = {ue.ue_id: [ue.ip] for ue in sc.ues if getattr(ue, "ip", None)}
@@ -157,6 +158,10 @@ class LiveEmulation:
             kwargs.setdefault("ue_addresses", addrs)
         live = cls(emu.engine, **kwargs)
         live.emulation = emu
+        if emu.background_arrivals is not None and len(emu.background_arrivals):
+            live.background_arrivals = emu.background_arrivals
+            live.background_period_us = int(round(
+                (sc.duration_s if duration_s is None else float(duration_s)) * 1e6))
         return live
 
     # -- set-up and teardown ---------------------------------------------------
