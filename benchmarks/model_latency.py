@@ -61,9 +61,12 @@ def default_bundle() -> Bundle:
                   cell_std=np.ones(F.N_CELL_FEATURES, np.float32), training={})
 
 
-def run(bundle: Bundle, n_users: int, n_slots: int, seed: int = 0) -> np.ndarray:
+def run(bundle: Bundle, n_users: int, n_slots: int, seed: int = 0,
+        numpy_path: bool = False) -> np.ndarray:
     rng = np.random.default_rng(seed)
     policy = LearnedPolicy(bundle)
+    if numpy_path:                  # the readable path (features, forward_fast, allocate)
+        policy._decide_compiled = policy._decide_numpy
     ids = np.arange(1000, 1000 + n_users, dtype=np.int64)
     lat = np.empty(n_slots)
     for s in range(n_slots):
@@ -92,10 +95,13 @@ def main(argv=None) -> int:
     bundle = load_bundle(args.model) if args.model else default_bundle()
     m = bundle.model
     print(f"model=d{m['d_model']}_h{m['n_heads']}_l{m['n_layers']}_mlp{m['d_mlp']}")
+    print(f"load_avg_1min={os.getloadavg()[0]:.2f}")
     ok = True
     for n in (8, 32, 64):
         lat = run(bundle, n, args.slots)
         p50, p99 = np.percentile(lat, [50, 99])
+        ref50 = np.percentile(run(bundle, n, max(args.slots // 3, 100), numpy_path=True), 50)
+        print(f"users={n} numpy_path_p50_us={ref50:.1f} compiled_speedup_p50={ref50 / p50:.2f}")
         print(f"users={n} p50_us={p50:.1f} p99_us={p99:.1f} "
               f"p50_slot_frac={p50 / SLOT_US:.3f} p99_slot_frac={p99 / SLOT_US:.3f}")
         if n == 32:
