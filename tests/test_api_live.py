@@ -26,9 +26,9 @@ from test_api_support import Server, wait_for
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 PREFIX = f"ta{os.getpid() % 1000}"
-# 5 MHz FDD at 15 kHz: 25 PRBs, ~15-20 Mbps for one UE at 20 dB, 1000 slots/s (cheap to run)
-CELL = {"numerology": 0, "bandwidth_mhz": 5, "duplex": "FDD"}
-UDP_RATE = "30M"          # per UE, downlink: saturates the cell
+# 5 MHz FDD at 15 kHz, one layer: 25 PRBs, ~17 Mbps for one UE at 20 dB, 1000 slots/s
+CELL = {"numerology": 0, "bandwidth_mhz": 5, "duplex": "FDD", "max_layers": 1}
+UDP_RATE = "30M"          # per UE, downlink: more than the cell carries
 UDP_LEN = 1200
 
 
@@ -155,19 +155,23 @@ def test_live_background_raises_foreground_delay(live):
     c = live["srv"].client
     assert c.put("/policy", json={"name": "rr"}).status_code == 200
     flow = start_udp(live, 1, "8M")           # foreground: half the cell, alone it keeps up
-    assert wait_for(lambda: c.get("/ues/1").json()["throughput_bps"] > 2e6, 15.0, 0.1)
-    time.sleep(1.0)
-    quiet_ms = sample(live, 1, "delay_ms_p50")
-    r = c.put("/background", json={"count": 4, "load_level": 1.2})
-    assert r.status_code == 200, r.text
-    time.sleep(2.0)
-    loaded_ms = sample(live, 1, "delay_ms_p50")
-    assert loaded_ms > 1.5 * quiet_ms and loaded_ms > quiet_ms + 1.0, (quiet_ms, loaded_ms)
-    assert c.put("/background", json={"count": 0, "load_level": 0.0}).status_code == 200
-    assert c.put("/policy", json={"name": "pf"}).status_code == 200
-    flow.stop()
-    live["flows"].remove(flow)
-    print(f"live delay p50: quiet {quiet_ms:.1f} ms, loaded {loaded_ms:.1f} ms")
+    try:
+        assert wait_for(lambda: c.get("/ues/1").json()["throughput_bps"] > 2e6, 15.0, 0.1)
+        time.sleep(1.0)
+        quiet_ms = sample(live, 1, "delay_ms_p95")
+        r = c.put("/background", json={"count": 6, "load_level": 2.0})
+        assert r.status_code == 200, r.text
+        # delay quantiles are over the UE's last 4096 delivered packets; what a loaded cell
+        # still delivers of it (~3 Mbps, ~300 packets/s) is > 5 % of those after 2-3 s: p95
+        time.sleep(3.0)
+        loaded_ms = sample(live, 1, "delay_ms_p95")
+        print(f"live delay p95: quiet {quiet_ms:.1f} ms, loaded {loaded_ms:.1f} ms")
+        assert loaded_ms > 3 * quiet_ms and loaded_ms > quiet_ms + 10.0, (quiet_ms, loaded_ms)
+    finally:
+        flow.stop()
+        live["flows"].remove(flow)
+        c.put("/background", json={"count": 0, "load_level": 0.0})
+        c.put("/policy", json={"name": "pf"})
 
 
 def test_live_second_ue_halves_first_share_under_pf(live):
@@ -176,7 +180,7 @@ def test_live_second_ue_halves_first_share_under_pf(live):
     assert wait_for(lambda: c.get("/ues/1").json()["throughput_bps"] > 5e6, 15.0, 0.1)
     time.sleep(1.0)
     alone_bps = sample(live, 1, "throughput_bps")
-    assert alone_bps > 8e6
+    assert 8e6 < alone_bps < 25e6, alone_bps      # the cell, not the sender, is the bottleneck
     r = c.post("/ues", json=ue(2))
     assert r.status_code == 201, r.text
     start_udp(live, 2)
@@ -185,6 +189,7 @@ def test_live_second_ue_halves_first_share_under_pf(live):
     shared_bps = sample(live, 1, "throughput_bps")
     other_bps = sample(live, 2, "throughput_bps")
     # pf, equal channels, both saturated by real UDP: an even split of the cell
+    print(f"live share: alone {alone_bps / 1e6:.1f} Mbps, shared {shared_bps / 1e6:.1f}, other {other_bps / 1e6:.1f}")
     assert shared_bps / alone_bps == pytest.approx(0.5, abs=0.15), (alone_bps, shared_bps)
     assert other_bps / shared_bps == pytest.approx(1.0, abs=0.3), (shared_bps, other_bps)
     # the datapath carried the packets the engine released
