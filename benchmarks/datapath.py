@@ -321,6 +321,7 @@ def fast_access_engine() -> Engine:
 def added_latency(count: int, engine: Engine) -> tuple[float, float]:
     tb = testbed.up(1, PREFIX)
     try:
+        ping(tb.ns_ue(1), tb.server_ipv4, count=5, interval_s=0.2)   # ARP/bridge warm-up
         plain = float(np.median(ping(tb.ns_ue(1), tb.server_ipv4, count=count, interval_s=0.01)))
         live = LiveEmulation(engine, testbed=tb)
         with live:
@@ -335,6 +336,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="shorter steps, fewer rates")
     ap.add_argument("--throughput-only", action="store_true", help="skip the latency/timing parts")
+    ap.add_argument("--timing-only", action="store_true", help="only the latency/timing parts")
     ap.add_argument("--baseline-rev", metavar="REV",
                     help="also measure the loop of git revision REV (same run, same ladders)")
     args = ap.parse_args()
@@ -359,6 +361,8 @@ def main() -> int:
                     print(f"release_lateness_{name}_slots_{tag}={v:.3f}")
                 for name, v in zip(("p50", "p99", "p999"), t["wake"]):
                     print(f"clock_wake_lateness_{name}_slots_{tag}={v:.3f}")
+        if args.timing_only:
+            return 0
         big = [200, 500, 800, 1100, 1400] if args.quick else [200, 400, 600, 800, 1000, 1200, 1400, 1700]
         many = [200, 400, 600, 800] if args.quick else [200, 300, 400, 500, 600, 700, 800, 1000]
         small = [20, 60, 100, 140] if args.quick else [20, 40, 60, 80, 100, 120, 140, 170]

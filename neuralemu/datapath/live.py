@@ -297,6 +297,7 @@ class LiveEmulation:
         arrival_us: dict = {}         # engine packet id -> true arrival time (delivery log only)
         singles: list = []
         bmax = np.zeros(nq, dtype=np.int64)     # highest id to accept per queue this turn
+        bmax_set = [False]                      # any entry of bmax set this turn
         pop = pmap.pop
         mono = time.monotonic_ns
         load = eng.load_arrivals
@@ -358,6 +359,7 @@ class LiveEmulation:
                             n_rel = self._map_events(ev, keys, qcount, qkeys, bmax, singles,
                                                      delay_line, base_delay, record, rows,
                                                      arrival_us, nq)
+                            bmax_set[0] = bmax_set[0] or n_rel > 0
                     if len(lat) < max_samples:
                         lat.append(now_us - slot_end)
                         spk.append(n_rel)
@@ -366,14 +368,16 @@ class LiveEmulation:
                     _, dq, dn, ds = delay_line.popleft()
                     _add_counts(qcount, dq, ds, nq, "out_bytes", "out_packets", "delay_line_bytes")
                     _max_into(bmax, dq, dn)
+                    bmax_set[0] = True
                 # 4. verdicts: drops first, then one batch accept per queue
-                acc = np.flatnonzero(bmax)
-                if singles or acc.size:
+                if singles or bmax_set[0]:
+                    acc = np.flatnonzero(bmax)
                     nfq.send_verdicts([(q, m, NF_ACCEPT) for q, m in zip(acc.tolist(),
                                                                           bmax[acc].tolist())],
                                       singles)
                     singles.clear()
                     bmax[acc] = 0
+                    bmax_set[0] = False
                 next_t = t_slot + slot_us
                 if delay_line and delay_line[0][0] < next_t:
                     next_t = delay_line[0][0]

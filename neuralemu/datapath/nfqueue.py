@@ -103,6 +103,7 @@ def _libc_recvmmsg():
 
 
 _RECVMMSG = _libc_recvmmsg()
+_EMPTY = (np.zeros(0, dtype=np.int64),) * 3
 
 
 def _attr(atype: int, payload: bytes) -> bytes:
@@ -297,8 +298,7 @@ class NfQueue:
             if k < MMSG_SLOTS:
                 break
         if not parts:
-            e = np.zeros(0, dtype=np.int64)
-            return e, e, e
+            return _EMPTY
         if len(parts) == 1:
             return parts[0]
         return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
