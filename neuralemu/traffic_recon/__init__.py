@@ -6,6 +6,7 @@
 * :mod:`.channel`: MCS Markov channel model
 * :mod:`.profile`: the versioned background profile (fit, save, load + validate)
 * :mod:`.background`: background users, traffic and channels sampled from a profile
+* :mod:`.policy`: pf with the link adaptation of the real logs, for background users
 
 See docs/traffic-reconstruction.md.
 """
