@@ -31,6 +31,8 @@ def main() -> None:
     ap.add_argument("--max-train-s", type=float, default=120.0)
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--cells", nargs="*", default=["t_mobile1", "t_mobile2"])
+    ap.add_argument("--train-slots", choices=("busy", "observed"), default="busy",
+                    help="training slots: busy (data or grant) or observed (a decoded grant only)")
     args = ap.parse_args()
     for cell_name in args.cells:
         t0 = time.perf_counter()
@@ -39,7 +41,7 @@ def main() -> None:
         first = train_logs[0]
         cell = infer_cell(first, recon_ue_log(reconstruct(first)))
         cell.max_ues = {d: max(cell.max_ues.get(d, 1), 4) for d in cell.directions}
-        parts = [p for p in (real_dataset(d, cell) for d in train_logs) if p is not None]
+        parts = [p for p in (real_dataset(d, cell, slots=args.train_slots) for d in train_logs) if p is not None]
         data = SlotDataset.concat(parts)
         test = real_dataset(test_log, cell)
         cfg = TrainConfig(epochs=args.epochs, max_seconds=args.max_train_s, threads=1, patience=3)
@@ -54,7 +56,8 @@ def main() -> None:
         print(f"{p}_prb_mae_reduction={s['persistence_prb_mae'] - s['learned_prb_mae']:+.3f}")
         print(f"{p}_prb_mae_reduction_given_scheduled="
               f"{s['persistence_prb_mae'] - s['learned_prb_mae_given_scheduled']:+.3f}")
-        print(f"{p}_elapsed_s={time.perf_counter() - t0:.1f}")
+        print(f"{p}_train_slots={args.train_slots}")
+        print(f"{p}_elapsed_s={time.perf_counter() - t0:.1f}", flush=True)
 
 
 if __name__ == "__main__":
