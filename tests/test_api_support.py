@@ -109,7 +109,8 @@ class Browser:
              f"--window-size={width},{height}", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         port_file = Path(self.profile) / "DevToolsActivePort"
-        if not wait_for(port_file.exists, 30.0, 0.05):
+        # the file appears before chromium has written the port into it
+        if not wait_for(lambda: port_file.exists() and port_file.read_text().split(), 30.0, 0.05):
             self.close()
             raise RuntimeError("chromium did not open its DevTools port")
         port = int(port_file.read_text().split()[0])

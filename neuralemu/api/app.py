@@ -346,7 +346,8 @@ def create_app(*, token: str | None = None, runner: EngineRunner | None = None,
         return {"name": spec.name, "applied_slot": reply.get("applied_slot"),
                 "request_slot": reply.get("request_slot"),
                 "applied_after_ms": reply["applied_after_request_s"] * 1e3,
-                "round_trip_ms": reply.get("round_trip_s", 0.0) * 1e3}
+                "round_trip_ms": reply.get("round_trip_s", 0.0) * 1e3,
+                "prepare_ms": reply.get("prepare_s", 0.0) * 1e3}
 
     # ---- uploads ------------------------------------------------------------------------
     @app.post("/models", response_model=S.StoredOut, status_code=201, tags=["uploads"])

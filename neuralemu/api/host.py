@@ -85,6 +85,7 @@ class EngineHost:
     def handle(self, cmd: dict) -> dict:
         t_recv = time.monotonic()
         self._t_applied = None
+        self._prepare_s = 0.0
         try:
             result = self._apply(cmd)
             reply = {"ok": True, "result": result}
@@ -101,6 +102,7 @@ class EngineHost:
             reply["applied_slot"] = self.adapter.slot_index() if self.adapter is not None else None
             t_applied = time.monotonic()
         reply["host_latency_s"] = t_applied - t_recv
+        reply["prepare_s"] = self._prepare_s
         if cmd.get("t_request") is not None:    # CLOCK_MONOTONIC is shared by all processes
             reply["applied_after_request_s"] = t_applied - float(cmd["t_request"])
             if self.state == "running":
@@ -198,7 +200,9 @@ class EngineHost:
             prepare = getattr(adapter, "prepare_policy", None)
             if prepare is None:
                 return self._command(adapter.set_policy, cmd["policy"])
+            t0 = time.monotonic()
             policy = prepare(cmd["policy"])       # load model/trace outside the slot boundary
+            self._prepare_s = time.monotonic() - t0
             return self._command(adapter.apply_policy, cmd["policy"], policy)
         if op == "set_background":
             return self._command(adapter.set_background, cmd["background"])

@@ -177,6 +177,8 @@ class PolicyOut(BaseModel):
     applied_after_ms: float = Field(..., description="from the API receiving the request to the "
                                                      "engine swapping the policy in, wall time")
     round_trip_ms: float | None = Field(None, description="API process: command posted -> reply")
+    prepare_ms: float = Field(0.0, description="part of applied_after_ms spent building the policy "
+                                               "(loading a model or trace) before the boundary")
 
 
 class BackgroundSpec(Strict):
