@@ -48,13 +48,16 @@ def test_samples_match_dcis(toy):
 def test_history_features_follow_grants(toy):
     dci, _, _, ds = toy
     col = F.USER_FEATURE_NAMES.index("last_mcs")
-    never = F.USER_FEATURE_NAMES.index("never_granted")
-    # after its first grant a user's last_mcs feature is the MCS of its latest new transmission
+    cqi_mcs = F.USER_FEATURE_NAMES.index("cqi_mcs")
+    since = F.USER_FEATURE_NAMES.index("log_slots_since_grant")
+    # before its first grant a user looks granted long ago (the cap) at its CQI's MCS;
+    # after it, last_mcs is the MCS of its latest new transmission
     first = dci[~dci.is_retx].iloc[0]
     i = int(np.flatnonzero(ds.slot == first.slot)[0])
     j = int(np.flatnonzero(ds.ue_id[i] == first.rnti)[0])
-    assert ds.user_x[i, j, never] == 1.0
-    assert ds.user_x[i + 1, j, never] == 0.0
+    assert ds.user_x[i, j, col] == pytest.approx(ds.user_x[i, j, cqi_mcs])
+    assert ds.user_x[i, j, since] == pytest.approx(np.log1p(F.SINCE_CAP_SLOTS) / 8.0)
+    assert ds.user_x[i + 1, j, since] < ds.user_x[i, j, since]
     assert ds.user_x[i + 1, j, col] == pytest.approx(first.mcs / 28.0)
 
 

@@ -47,7 +47,7 @@ AVG_WINDOWS_SLOTS = (10, 30, 100, 300, 1000)   # EWMA windows of the averaged gr
 SLOT_TYPES = ("D", "U", "S")
 
 USER_FEATURE_NAMES = (
-    "log_buffer", "has_data", "cqi", "sinr", "last_mcs", "never_granted", "last_prbs_frac",
+    "log_buffer", "has_data", "cqi", "sinr", "last_mcs", "last_prbs_frac",
     "log_slots_since_grant",
     *[f"log_avg_{w}" for w in AVG_WINDOWS_SLOTS],
     *[f"avg_share_{w}" for w in AVG_WINDOWS_SLOTS],
@@ -63,16 +63,15 @@ N_USER_FEATURES = len(USER_FEATURE_NAMES)
 N_CELL_FEATURES = len(CELL_FEATURE_NAMES)
 
 
-I_NEVER = USER_FEATURE_NAMES.index("never_granted")
 I_LAST_MCS = USER_FEATURE_NAMES.index("last_mcs")
 I_CQI_MCS = USER_FEATURE_NAMES.index("cqi_mcs")
 
 
 def anchor_mcs(user_x: np.ndarray) -> np.ndarray:
     """The MCS a user's distribution is centred on, from its *raw* feature rows [..., F]:
-    the MCS of its last new transmission, or the CQI's MCS if it never had one."""
-    never = user_x[..., I_NEVER] > 0.5
-    m = np.where(never, user_x[..., I_CQI_MCS], user_x[..., I_LAST_MCS]) * 28.0
+    the ``last_mcs`` feature (the MCS of its last new transmission, or the CQI's MCS if it
+    never had one)."""
+    m = user_x[..., I_LAST_MCS] * 28.0
     return np.clip(np.rint(m), 0, N_MCS_CLASSES - 1).astype(np.int64)
 
 
@@ -183,7 +182,7 @@ def user_features(*, rows: np.ndarray, tracker: HistoryTracker, slot: int, dslot
 
 
 from neuralemu.scheduler_model.kernels import (  # noqa: E402  (compiled loops, one module)
-    _features_loops, features_kernel as _features_kernel, update_kernel as _update_kernel)
+    SINCE_CAP_SLOTS, _features_loops, features_kernel as _features_kernel, update_kernel as _update_kernel)
 
 features_kernel = _features_kernel      # for other compiled loops (the dataset builder)
 update_kernel = _update_kernel

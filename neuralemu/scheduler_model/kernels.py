@@ -18,6 +18,9 @@ except ImportError:  # pragma: no cover - numba is a project dependency (the cel
     njit = None
 
 LN_EPS = 1e-5   # torch.nn.LayerNorm default
+# "slots since the last grant" saturates here (features.SINCE_CAP_SLOTS); a user never granted
+# is a user granted this long ago at its CQI's MCS, as a proportional-fair average sees it
+SINCE_CAP_SLOTS = 1000.0
 
 
 def _features_loops(rows, last_mcs, last_prbs, last_grant_slot, avg_value, avg_at, keep,
@@ -42,7 +45,7 @@ def _features_loops(rows, last_mcs, last_prbs, last_grant_slot, avg_value, avg_a
         # the rate a link-adapted scheduler expects: the last granted MCS (CQI's MCS if none)
         la = cqi_mcs_lut[c] if last_mcs[r] < 0 else int(last_mcs[r])
         log_se_la = np.log(max(se_lut[min(max(la, 0), 31)], 0.05))
-        log_since = np.log1p(min(slot - last_grant_slot[r], 1e5))
+        log_since = np.log1p(min(slot - last_grant_slot[r], SINCE_CAP_SLOTS))
         for k in range(nw):
             avg[i, k] = avg_value[r, k] * keep[k] ** gap
             total[k] += avg[i, k]
@@ -54,24 +57,25 @@ def _features_loops(rows, last_mcs, last_prbs, last_grant_slot, avg_value, avg_a
         if buf[i] > 0:
             best_se = max(best_se, log_se)
             best_since = max(best_since, log_since)
-    j = 8 + 2 * nw
+    j = 7 + 2 * nw
     for i in range(n):
         r = rows[i]
         never = last_mcs[r] < 0
-        since = min(slot - last_grant_slot[r], 1e5)
+        since = min(slot - last_grant_slot[r], SINCE_CAP_SLOTS)
         c = min(max(int(cqi[i]), 0), 15)
         log_se = np.log(max(cqi_se_lut[c], 0.05))
         out[i, 0] = np.log1p(max(buf[i], 0.0)) / 10.0
         out[i, 1] = 1.0 if buf[i] > 0 else 0.0
         out[i, 2] = c / 15.0
         out[i, 3] = min(max(sinr[i], -20.0), 40.0) / 30.0 if use_sinr else 0.0
-        out[i, 4] = 0.0 if never else last_mcs[r] / 28.0
-        out[i, 5] = 1.0 if never else 0.0
-        out[i, 6] = last_prbs[r] / max(prbs_total, 1.0)
-        out[i, 7] = np.log1p(since) / 8.0
+        # never granted = granted long ago at the CQI's MCS (no separate flag: a user without a
+        # grant is rare in telemetry of a fair scheduler, and a flag would be off-distribution)
+        out[i, 4] = (cqi_mcs_lut[c] if never else last_mcs[r]) / 28.0
+        out[i, 5] = last_prbs[r] / max(prbs_total, 1.0)
+        out[i, 6] = np.log1p(since) / 8.0
         for k in range(nw):
-            out[i, 8 + k] = np.log1p(avg[i, k] / 100.0) / 10.0
-            out[i, 8 + nw + k] = avg[i, k] / max(total[k], 1e-9)
+            out[i, 7 + k] = np.log1p(avg[i, k] / 100.0) / 10.0
+            out[i, 7 + nw + k] = avg[i, k] / max(total[k], 1e-9)
         out[i, j] = pending[i] / 4.0
         out[i, j + 1] = 1.0 if is_ul else 0.0
         # PRBs this user's buffer needs at its expected MCS, as a fraction of what is free
@@ -321,8 +325,8 @@ def _decide_loops(rows, last_mcs, last_prbs, last_grant_slot, avg_value, avg_at,
                   is_ul, buf, cqi, sinr, use_sinr, pending, prbs_available, prbs_total, symbols,
                   layers, se_lut, cqi_se_lut, cqi_mcs_lut, slot_code, n_users_frac, max_ues_frac,
                   w_in, b_in, w_hid, b_hid, w_cell, b_cell, unused, blocks, w_heads, b_heads,
-                  n_heads, n_mcs, max_ues, mcs_top, bits_per_prb, use_cap, i_never, i_last_mcs,
-                  i_cqi_mcs, user_x, prbs, mcs):
+                  n_heads, n_mcs, max_ues, mcs_top, bits_per_prb, use_cap, i_last_mcs,
+                  user_x, prbs, mcs):
     """Features -> model -> allocation for one slot (the compiled ``LearnedPolicy.decide``)."""
     _features_jit(rows, last_mcs, last_prbs, last_grant_slot, avg_value, avg_at, keep, slot, dslot,
                   is_ul, buf, cqi, sinr, use_sinr, pending, prbs_available, prbs_total, symbols,
@@ -340,9 +344,7 @@ def _decide_loops(rows, last_mcs, last_prbs, last_grant_slot, avg_value, avg_at,
     n = user_x.shape[0]
     best = np.zeros(n, dtype=np.int64)
     for i in range(n):
-        never = user_x[i, i_never] > 0.5
-        a = user_x[i, i_cqi_mcs] if never else user_x[i, i_last_mcs]
-        anchor = min(max(int(np.rint(a * 28.0)), 0), n_mcs - 1)
+        anchor = min(max(int(np.rint(user_x[i, i_last_mcs] * 28.0)), 0), n_mcs - 1)
         bm = 0
         bv = -np.inf
         for m in range(mcs_top + 1):
@@ -362,9 +364,105 @@ def _decide_loops(rows, last_mcs, last_prbs, last_grant_slot, avg_value, avg_at,
 
 
 
+# --- dataset builder -------------------------------------------------------------------------
+# Here and not in dataset.py: it calls the feature and history kernels, and numba's on-disk cache
+# of a function in another file would keep the OLD feature code after an edit of this one (the
+# training data and the policy would then compute different features).
+
+
+def _build_loop(slots, dslots, default_sym, attached, buffer, cqi, sinr, use_sinr, pending, lo, hi,
+                r_col, r_prbs, r_mcs, r_layers, r_sym, r_tbs, r_retx, prbs_total, default_layers,
+                top, is_ul, max_users, keep, se_lut, cqi_se_lut, cqi_mcs_lut, last_mcs,
+                last_prbs, last_grant_slot, avg_value, avg_at, o_user_x, o_col, o_sched, o_prbs,
+                o_mcs, o_tbs, o_layers, o_buf, o_cqi, o_avg, o_since, o_avail, o_sym, o_n):
+    """Slot by slot (compiled with numba): candidates, targets, features, then the tracker.
+
+    A slot's candidates are the users attached in the UE-side log that have no
+    retransmission in it (busy, as in the engine); the PRBs of retransmissions
+    and of users missing from the UE log are not available. No sample (o_n = 0)
+    when nothing is available or nobody is a candidate: the engine asks the
+    policy nothing then either.
+    """
+    n_slots, n_ues = attached.shape
+    nt = keep.shape[0]
+    busy = np.zeros(n_ues, dtype=np.bool_)
+    slot_of = np.full(n_ues, -1, dtype=np.int64)
+    for k in range(n_slots):
+        a, b = lo[k], hi[k]
+        taken = 0.0
+        sym = default_sym[k]
+        for i in range(a, b):
+            sym = max(sym, r_sym[i]) if i > a else r_sym[i]
+            if r_retx[i] or r_col[i] < 0:
+                taken += r_prbs[i]
+                if r_col[i] >= 0:
+                    busy[r_col[i]] = True
+        avail = prbs_total - taken
+        granted = np.zeros(n_ues, dtype=np.bool_)
+        for i in range(a, b):
+            if not r_retx[i] and r_col[i] >= 0:
+                granted[r_col[i]] = True
+        cand = np.empty(n_ues, dtype=np.int64)
+        n = 0
+        for j in range(n_ues):
+            if attached[k, j] and not busy[j]:
+                cand[n] = j
+                n += 1
+        for i in range(a, b):
+            if r_col[i] >= 0:
+                busy[r_col[i]] = False
+        if n == 0 or avail <= 0:
+            continue
+        if n > max_users:            # keep the granted users, then the fullest buffers
+            score = np.empty(n)
+            for i in range(n):
+                j = cand[i]
+                score[i] = (1e18 if granted[j] else 0.0) + buffer[k, j]
+            order = np.argsort(-score)[:max_users]
+            cand = np.sort(cand[order])
+            n = max_users
+        for i in range(n):
+            slot_of[cand[i]] = i
+        o_n[k] = n
+        o_avail[k] = int(avail)
+        o_sym[k] = sym
+        for i in range(a, b):
+            j = r_col[i]
+            if r_retx[i] or j < 0 or slot_of[j] < 0:
+                continue
+            u = slot_of[j]
+            before = o_prbs[k, u]
+            o_sched[k, u] = 1.0
+            o_prbs[k, u] += r_prbs[i]
+            if r_prbs[i] >= before:                  # the larger grant names the MCS
+                o_mcs[k, u] = min(r_mcs[i], top)
+                o_layers[k, u] = r_layers[i]
+            o_tbs[k, u] += r_tbs[i]
+        rows = cand[:n].copy()
+        for i in range(n):
+            j = rows[i]
+            o_col[k, i] = j
+            o_buf[k, i] = buffer[k, j]
+            o_cqi[k, i] = cqi[k, j]
+            o_since[k, i] = slots[k] - last_grant_slot[j]
+            gap = max(dslots[k] - 1.0 - avg_at[j], 0.0)
+            for t in range(nt):
+                o_avg[k, i, t] = avg_value[j, t] * keep[t] ** gap
+            slot_of[j] = -1
+        _features_jit(rows, last_mcs, last_prbs, last_grant_slot, avg_value, avg_at, keep,
+                          slots[k], dslots[k], is_ul, buffer[k][rows], cqi[k][rows],
+                          sinr[k][rows], use_sinr, pending[k][rows], avail, prbs_total,
+                          float(sym), default_layers, se_lut, cqi_se_lut, cqi_mcs_lut,
+                          o_user_x[k, :n])
+        _update_jit(rows, o_prbs[k, :n].astype(np.float64), o_mcs[k, :n],
+                        o_layers[k, :n].astype(np.float64), float(sym), slots[k], dslots[k],
+                        keep, se_lut, last_mcs, last_prbs, last_grant_slot, avg_value, avg_at)
+
+
 if njit is not None:
     features_kernel = _features_jit = njit(cache=True)(_features_loops)
-    update_kernel = njit(cache=True)(_update_loops)
+    update_kernel = _update_jit = njit(cache=True)(_update_loops)
+    build_loop = njit(cache=True)(_build_loop)
     _layer_norm_jit = njit(cache=True)(_layer_norm_loops)
     forward_kernel = _forward_kernel = njit(cache=True)(_forward_loops)
     _pick_order_jit = njit(cache=True)(_pick_order)
@@ -372,7 +470,8 @@ if njit is not None:
     decide_kernel = njit(cache=True)(_decide_loops)
 else:  # pragma: no cover
     features_kernel = _features_jit = _features_loops
-    update_kernel = _update_loops
+    update_kernel = _update_jit = _update_loops
+    build_loop = _build_loop
     _layer_norm_jit = _layer_norm_loops
     forward_kernel = _forward_kernel = None
     _pick_order_jit = _pick_order

@@ -136,8 +136,8 @@ class LearnedPolicy:
                       min(cell.max_ues.get(ctx.direction, ctx.max_ues), 32) / 32.0,
                       rt.w_in, rt.b_in, rt.w_hid, rt.b_hid, rt.w_cell, rt.b_cell, rt.unused,
                       rt._blocks_tuple, rt.w_heads, rt.b_heads, rt.n_heads, rt.n_mcs,
-                      int(ctx.max_ues), int(top), np.asarray(bpp, dtype=f64), True, F.I_NEVER,
-                      F.I_LAST_MCS, F.I_CQI_MCS, user_x, prbs, mcs)
+                      int(ctx.max_ues), int(top), np.asarray(bpp, dtype=f64), True,
+                      F.I_LAST_MCS, user_x, prbs, mcs)
         return prbs, mcs
 
     def _decide_numpy(self, ctx, ues, sel, rows, tracker, layers, bpp):
