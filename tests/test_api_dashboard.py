@@ -27,6 +27,7 @@ READ_DOM = """(() => {
     const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
     let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n; });
   return {state: document.body.dataset.state, seq: Number(document.body.dataset.seq),
+          mode: document.body.dataset.mode,
           conn: document.getElementById('conn').textContent, rows, pixels,
           util: Number(document.getElementById('cell-util').dataset.value),
           policy: document.getElementById('policy-name').textContent};
@@ -85,5 +86,6 @@ def test_dashboard_shows_real_engine_values():
         dom = check_dashboard(srv.base, srv.client, "dashboard.png")
         assert len(dom["rows"]) == 5 and 0 < dom["util"] <= 1.0
         assert dom["policy"] == "pf"
+        assert dom["mode"] == "offline-paced"
     finally:
         srv.close()

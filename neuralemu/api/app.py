@@ -394,6 +394,7 @@ def create_app(*, token: str | None = None, runner: EngineRunner | None = None,
     def stream_stats(snap: dict) -> dict:
         cell = snap.get("cell") or {}
         return {"type": "stats", "seq": snap.get("seq"), "state": snap.get("state"),
+                "mode": snap.get("mode"),
                 "scenario_id": snap.get("scenario_id"), "slot": snap.get("slot", 0),
                 "t_us": snap.get("t_us", 0), "t_unix": snap.get("t_unix"),
                 "policy": (snap.get("policy") or {}).get("name"),
@@ -412,6 +413,7 @@ def create_app(*, token: str | None = None, runner: EngineRunner | None = None,
         try:
             snap = runner.snapshot
             first = {"type": "snapshot", "seq": snap.get("seq"), "state": snap.get("state"),
+                     "mode": snap.get("mode"), "live": snap.get("live"),
                      "scenario_id": snap.get("scenario_id"), "slot": snap.get("slot", 0),
                      "t_us": snap.get("t_us", 0), "cell": snap.get("cell"),
                      "policy": snap.get("policy"), "background": snap.get("background"),

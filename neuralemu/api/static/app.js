@@ -99,6 +99,8 @@ function onStats(s) {
   document.body.dataset.seq = String(s.seq || 0);
   document.body.dataset.slot = String(s.slot || 0);
   $("state").textContent = s.state || "idle";
+  document.body.dataset.mode = s.mode || "";
+  $("mode").textContent = s.mode || "–";
   $("scenario-id").textContent = s.scenario_id || "–";
   $("policy-name").textContent = (typeof s.policy === "string" ? s.policy : (s.policy && s.policy.name)) || "–";
   $("slot").textContent = String(s.slot || 0);
@@ -199,7 +201,12 @@ function lifecycle(op) {
   return async () => {
     const id = $("scenario-select").value;
     if (!id) { say("no scenario: POST /scenarios first", true); return; }
-    try { const r = await api("POST", "/scenarios/" + id + "/" + op); say(op + ": " + r.state); refreshScenarios(); }
+    const mode = $("mode-select").value;
+    const body = op === "start" && mode ? {mode} : undefined;
+    try {
+      const r = await api("POST", "/scenarios/" + id + "/" + op, body);
+      say(op + ": " + r.state + (r.mode ? " (" + r.mode + ")" : "")); refreshScenarios();
+    }
     catch (e) { say(e.message, true); }
   };
 }
