@@ -114,3 +114,37 @@ def test_demo_sigterm_during_live_cleans_up(demo_out):
     assert "Traceback" not in err
     assert "interrupted, cleaned up" in err
     assert left == []
+
+
+@pytest.mark.root
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_demo_quick_live_pipeline_with_pf(demo_out):
+    """The demo's own live logic with a scheduler that works (``--policy pf``): exit 0, real
+    numbers from every app, the phone's bytes conserved, the kernel clean. (Reuses the model
+    of the first test for the cell; pf replaces it in the emulate and live stages.)"""
+    env = dict(os.environ, NEURALEMU_QUIET="1")
+    p = subprocess.run([sys.executable, "-m", "neuralemu.cli", "demo", "--quick", "--policy", "pf",
+                        "--prefix", PREFIX + "p", "--out", str(demo_out)], capture_output=True,
+                       text=True, cwd=ROOT, env=env, timeout=280)
+    assert p.returncode == 0, (p.stdout[-2000:], p.stderr[-2000:])
+    info = json.loads((demo_out / "summary.json").read_text())
+    live = info["live"]
+    assert live["ok"] and live["policy"] == "pf" and live["failures"] == []
+    apps = live["apps"]
+    assert apps["iperf3"]["goodput_mbps"] > 5
+    assert apps["ping"]["received"] >= 18 and 0 < apps["ping"]["median_rtt_ms"] < 200
+    assert 0 < apps["page load"]["median_plt_ms"] < 10_000
+    cons = live["conservation"]["per_direction"]
+    assert cons["dl"]["out_bytes"] > 1_000_000 and cons["dl"]["balance_bytes"] == 0
+    assert cons["ul"]["balance_bytes"] == 0
+    assert max(r["phone_dl_mbps"] for r in live_per_second(demo_out)) > 5
+    assert live["release_lateness_slots"]["packets_released"] > 1000
+    assert "  live: ok" in p.stdout and "iperf3 TCP download" in p.stdout
+    assert _status_clean(PREFIX + "p") == []
+
+
+def live_per_second(out):
+    """Per-second live rows (live_per_second.json, next to the plot demo_live.png)."""
+    assert (out / "demo_live.png").stat().st_size > 0
+    return json.loads((out / "live_per_second.json").read_text())["per_second"]

@@ -51,6 +51,9 @@ def register(subparsers) -> None:
     p.add_argument("--quick", action="store_true", help="short stages (tests): a few seconds each")
     p.add_argument("--retrain", action="store_true", help="train even if out/demo/model.nemu exists")
     p.add_argument("--no-live", action="store_true", help="skip the live testbed stage")
+    p.add_argument("--policy", default="learned", choices=["learned", "pf", "rr", "maxcqi"],
+                   help="scheduler of the emulate and live stages (default learned; an analytical "
+                        "one checks the demo's own pipeline)")
     p.add_argument("--prefix", default=LIVE_PREFIX,
                    help=f"testbed prefix of the live stage (default {LIVE_PREFIX})")
     p.set_defaults(func=run)
@@ -102,10 +105,11 @@ def run(args) -> int:
         bar.update(1)
         begin("model", "model")
         learned, how = model(out, quick=quick, retrain=args.retrain)
-        info["model"] = {"path": str(learned.model), "how": how, "samples": learned.samples}
+        info["model"] = {"path": str(learned.model), "how": how, "samples": learned.samples,
+                         "policy": args.policy}
         bar.update(1)
         begin("emulate", "emulate")
-        results = emulate(learned, profile, bg_users, out, quick=quick)
+        results = emulate(learned, profile, bg_users, out, quick=quick, policy=args.policy)
         info["emulate"] = {k: v["summary"] for k, v in results.items()}
         bar.update(1)
         begin("live", "live")
@@ -113,7 +117,7 @@ def run(args) -> int:
         if why is None:
             _LIVE_PREFIXES.append(args.prefix)
             info["live"] = live_stage(learned, profile, bg_users, out, quick=quick,
-                                      prefix=args.prefix,
+                                      prefix=args.prefix, policy=args.policy,
                                       log=lambda m: bar.set_description(f"demo: {m}"))
         else:
             info["live"] = {"ran": False, "reason": why}
@@ -163,7 +167,8 @@ def stage_failures(info: dict) -> list[str]:
     out = []
     em = info.get("emulate", {})
     if em.get("iperf3 (TCP-like bulk)", {}).get("mean_mbps", 1) <= 0:
-        out.append("offline emulation: the bulk transfer got 0 Mbit/s through the learned cell")
+        pol = info.get("model", {}).get("policy", "learned")
+        out.append(f"offline emulation: the bulk transfer got 0 Mbit/s through the {pol} cell")
     live = info.get("live", {})
     if live.get("ran") and not live.get("ok"):
         out.append("live: " + ", ".join(live.get("failures") or ["failed"]))
@@ -228,11 +233,13 @@ def model(out: Path, *, quick: bool, retrain: bool):
     return learned, "trained"
 
 
-def _scenario(learned, profile: Path, bg_users: float, traffic: list[dict], duration_s: float) -> dict:
+def _scenario(learned, profile: Path, bg_users: float, traffic: list[dict], duration_s: float,
+              policy: str = "learned") -> dict:
     from neuralemu.eval.stages import engine_cell
     return {"name": "demo", "seed": 7, "duration_s": duration_s,
             "cell": engine_cell(learned.cell),
-            "policy": {"name": "learned", "params": {"model": str(learned.model)}},
+            "policy": ({"name": "learned", "params": {"model": str(learned.model)}}
+                       if policy == "learned" else {"name": policy}),
             "ues": [{"ue_id": PHONE, "name": "phone", "traffic": traffic,
                      "channel": {"model": "stochastic", "distance_m": 150, "sinr_at_ref_db": 22,
                                  "fading_std_db": 3}}],
@@ -240,14 +247,15 @@ def _scenario(learned, profile: Path, bg_users: float, traffic: list[dict], dura
                            "directions": list(learned.cell["directions"])}}
 
 
-def emulate(learned, profile: Path, bg_users: float, out: Path, *, quick: bool) -> dict:
+def emulate(learned, profile: Path, bg_users: float, out: Path, *, quick: bool,
+            policy: str = "learned") -> dict:
     import neuralemu.scheduler_model.policy  # noqa: F401  (registers "learned")
     from neuralemu.eval import runs as R
     from neuralemu.scenario import build_emulation
     duration = 3.0 if quick else 15.0
 
     def make(traffic, workload):
-        sc = _scenario(learned, profile, bg_users, traffic, duration + 5.0)
+        sc = _scenario(learned, profile, bg_users, traffic, duration + 5.0, policy)
         return build_emulation(sc, workload=workload, duration_s=duration + 5.0)
 
     res = {}
@@ -309,7 +317,7 @@ class _SecondLog:
         phone = snap.queues.get((self.phone, "dl"), {}).get("out_bytes", 0)
         bg = sum(int(st.get("dl", {}).get("bytes_out", 0))
                  for ue, st in snap.engine_stats.items() if ue != self.phone)
-        last = self._last or {"phone": phone, "bg": bg, "t": self.t0}
+        last = self._last or {"phone": 0, "bg": 0, "t": self.t0}
         dt = max(1e-3, snap.t_wall - last["t"])
         self.rows.append({"t_s": round(snap.t_wall - self.t0, 2),
                           "phone_dl_mbps": (phone - last["phone"]) * 8 / dt / 1e6,
@@ -434,7 +442,7 @@ def conservation_summary(final: dict | None) -> dict:
 
 
 def live_stage(learned, profile: Path, bg_users: float, out: Path, *, quick: bool,
-               prefix: str, log=None) -> dict:
+               prefix: str, log=None, policy: str = "learned") -> dict:
     """Bring up ``prefix``'s testbed with the learned cell and the reconstructed background
     users (LiveEmulation.from_scenario: the background users are in the engine, their arrivals
     fed as it runs), run iperf3, ping and a Chromium page load on the phone (testbed UE 1),
@@ -445,9 +453,10 @@ def live_stage(learned, profile: Path, bg_users: float, out: Path, *, quick: boo
     import neuralemu.scheduler_model.policy  # noqa: F401  (registers "learned")
     plan = live_plan(quick)
     say = log or (lambda msg: None)
-    sc = _scenario(learned, profile, bg_users, [], plan["background_s"])
+    sc = _scenario(learned, profile, bg_users, [], plan["background_s"], policy)
     seconds = _SecondLog(PHONE)
-    res: dict = {"ran": True, "prefix": prefix, "plan": plan, "apps": {}, "phases": []}
+    res: dict = {"ran": True, "prefix": prefix, "policy": policy, "plan": plan, "apps": {},
+                 "phases": []}
     live = LiveEmulation.from_scenario(sc, duration_s=plan["background_s"], prefix=prefix,
                                        on_second=seconds)
     res["background_users"] = len(live.emulation.background_ues) if live.emulation else 0
@@ -456,6 +465,7 @@ def live_stage(learned, profile: Path, bg_users: float, out: Path, *, quick: boo
     try:
         say("live: starting the testbed and the learned cell")
         live.start()
+        seconds.t0 = time.time()             # the plot's time axis starts with the live cell
         tb = live.testbed
         apps = res["apps"]
         with tempfile.TemporaryDirectory(prefix="neuralemu-demo-") as tmp:
@@ -497,7 +507,7 @@ def live_stage(learned, profile: Path, bg_users: float, out: Path, *, quick: boo
     res["kernel_clean"] = not left
     failures = errors + [a["error"] for a in res["apps"].values() if not a.get("ok")]
     if final is not None and res["apps"] and res["phone_dl_bytes"] == 0:
-        failures.insert(0, "the learned cell served the phone 0 bytes downlink")
+        failures.insert(0, f"the {policy} cell served the phone 0 bytes downlink")
     if not res["conservation"]["ok"]:
         failures.append(res["conservation"]["error"])
     if left:
@@ -530,7 +540,8 @@ def write_report(out: Path, info: dict, results: dict) -> Path:
                 ax.step(x, np.arange(1, x.size + 1) / x.size, where="post", color="#9467bd")
             ax.set_xlabel("page load time (ms)")
             ax.set_ylabel("CDF")
-        ax.set_title(f"{name} through the learned cell with reconstructed background users",
+        ax.set_title(f"{name} through the {info['model'].get('policy', 'learned')} cell with "
+                     "reconstructed background users",
                      fontsize=9)
         ax.grid(alpha=0.3)
         fig.tight_layout()
@@ -541,13 +552,16 @@ def write_report(out: Path, info: dict, results: dict) -> Path:
     live = info.get("live", {})
     if live.get("ran") and live.get("per_second"):
         figs.insert(0, plot_live(out, live, plt))
+        (out / "live_per_second.json").write_text(json.dumps(
+            {"phases": live.get("phases", []), "per_second": live["per_second"]}, indent=1))
     e = html.escape
     imgs = "".join(f"<img src='{e(f)}' style='max-width:480px'>" for f in figs)
     lines = "".join(f"<li>{e(x)}</li>" for x in live_lines(live)) if live.get("ran") else ""
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>NeuralEmu demo</title></head>"
             f"<body style='font-family:sans-serif;max-width:1000px;margin:2em auto'>"
             f"<h1>NeuralEmu demo</h1>"
-            + (f"<h2>Live (real traffic through the learned cell)</h2><ul>{lines}</ul>" if lines else "")
+            + (f"<h2>Live (real traffic through the {e(live.get('policy', 'learned'))} cell)</h2>"
+               f"<ul>{lines}</ul>" if lines else "")
             + f"{imgs}<h2>All figures</h2><pre>{e(json.dumps(_no_series(info), indent=2, default=str))}</pre>"
             f"</body></html>")
     (out / "summary.json").write_text(json.dumps(_no_series(info), indent=2, default=str))
@@ -562,7 +576,9 @@ def summary_text(info: dict, report: Path) -> str:
              f"  telemetry: {ing['file']}: {ing['valid']} valid DCIs, {ing['users']} users, "
              f"{ing['span_s']} s",
              f"  background: {info['background']['mean_users']} concurrent users reconstructed",
-             f"  model: {info['model']['how']} ({info['model']['path']})"]
+             f"  model: {info['model']['how']} ({info['model']['path']})"
+             + ("" if info["model"].get("policy", "learned") == "learned"
+                else f"; policy {info['model']['policy']} (--policy), not the model")]
     for k, v in em.items():
         lines.append(f"  {k}: " + ", ".join(f"{a}={b}" for a, b in v.items()))
     live = info["live"]
@@ -629,7 +645,8 @@ def plot_live(out: Path, live: dict, plt) -> str:
             label="background users dl (engine)")
     ax.set_xlabel("time since the live cell started (s)")
     ax.set_ylabel("throughput per second (Mbit/s)")
-    ax.set_title("live: iperf3, ping and Chromium through the learned cell", fontsize=9)
+    ax.set_title(f"live: iperf3, ping and Chromium through the {live.get('policy', 'learned')} cell",
+                 fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
