@@ -364,7 +364,7 @@ def main() -> int:
         if args.timing_only:
             return 0
         big = [200, 500, 800, 1100, 1400] if args.quick else [200, 400, 600, 800, 1000, 1200, 1400, 1700]
-        many = [200, 400, 600, 800] if args.quick else [200, 300, 400, 500, 600, 700, 800, 1000]
+        many = [200, 400, 700, 1000] if args.quick else [200, 300, 400, 500, 600, 800, 1000, 1200, 1400]
         small = [20, 60, 100, 140] if args.quick else [20, 40, 60, 80, 100, 120, 140, 170]
         loops = [("", None)] + ([("baseline_", live_class(args.baseline_rev))]
                                 if args.baseline_rev else [])

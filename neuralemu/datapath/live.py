@@ -118,7 +118,7 @@ class LiveEmulation:
         self.lock = threading.RLock()
         self.counters = {(ue, d): QueueCounters() for ue in self.ue_ids for d in DIRECTIONS}
         self.delivery_rows: list[tuple] = []
-        self.lateness_us = array("i")          # per slot stepped: wall - slot end (us)
+        self.lateness_us = array("i")          # per slot stepped: wall time of its verdicts - slot end (us)
         self.slot_packets = array("i")         # packets released by that slot's step
         self.wake_lateness_us = array("i")     # per wake-up for a slot boundary: wall - target
         self._max_samples = max_lateness_samples
@@ -298,12 +298,24 @@ class LiveEmulation:
         singles: list = []
         bmax = np.zeros(nq, dtype=np.int64)     # highest id to accept per queue this turn
         bmax_set = [False]                      # any entry of bmax set this turn
+        stepped: list = []                      # ends of the slots stepped this turn
         pop = pmap.pop
         mono = time.monotonic_ns
         load = eng.load_arrivals
         receive = nfq.receive_arrays
         bg = self._background_feed()
         with self.lock:
+            # Warm-up before the clock starts: the first calls of compiled code (numba cache
+            # loads, numpy first calls) take tens of ms, which would make the first slots late
+            # and release what arrived meanwhile early. The first slot runs here, untimed,
+            # before any packet (packets already queued wait for the first timed turn).
+            load(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                 np.zeros(0, np.int64))
+            ev = _events_array(eng.step())
+            _spread(np.zeros(2, dtype=np.int64), 2)
+            if ev.shape[1]:         # only synthetic packets can be in the engine yet
+                np.fromiter(map(pop, ev[0].tolist(), repeat(-1)), dtype=np.int64,
+                            count=ev.shape[1])
             t_origin = int(eng.t_us)
         t_slot = t_origin                    # start of the next slot to step (= eng.t_us)
         wall0 = mono()
@@ -360,8 +372,8 @@ class LiveEmulation:
                                                      delay_line, base_delay, record, rows,
                                                      arrival_us, nq)
                             bmax_set[0] = bmax_set[0] or n_rel > 0
-                    if len(lat) < max_samples:
-                        lat.append(now_us - slot_end)
+                    stepped.append(slot_end)
+                    if len(spk) < max_samples:
                         spk.append(n_rel)
                 # 3. the base-delay line
                 while delay_line and delay_line[0][0] <= now_us:
@@ -378,6 +390,12 @@ class LiveEmulation:
                     singles.clear()
                     bmax[acc] = 0
                     bmax_set[0] = False
+                if stepped:     # lateness of each stepped slot's release: verdicts sent now
+                    t_v = t_origin + (mono() - wall0) // 1000
+                    for slot_end in stepped:
+                        if len(lat) < max_samples:
+                            lat.append(t_v - slot_end)
+                    stepped.clear()
                 next_t = t_slot + slot_us
                 if delay_line and delay_line[0][0] < next_t:
                     next_t = delay_line[0][0]

@@ -73,7 +73,7 @@ _TYPE_PACKET = (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET
 MSG_DONTWAIT = 0x40
 MMSG_SLOTS = 1024       # netlink messages taken per recvmmsg() call
 MMSG_STRIDE = 512       # bytes per message slot (a metadata-only packet message is ~150)
-_NUMPY_MIN = 24         # batches at least this big are parsed with numpy, smaller ones in Python
+_NUMPY_MIN = 32         # batches at least this big are parsed with numpy, smaller ones in Python
 
 
 class _Iovec(ctypes.Structure):
@@ -104,6 +104,8 @@ def _libc_recvmmsg():
 
 _RECVMMSG = _libc_recvmmsg()
 _EMPTY = (np.zeros(0, dtype=np.int64),) * 3
+_FAST = (struct.Struct("=IH").unpack_from, struct.Struct(">H4xI").unpack_from,
+         struct.Struct("=H").unpack_from, struct.Struct(">I").unpack_from)
 
 
 def _attr(atype: int, payload: bytes) -> bytes:
@@ -144,6 +146,8 @@ class NfQueue:
             self.close()
             raise
         self.sock.setblocking(False)
+        if _RECVMMSG is not None:
+            self._mmsg_setup()
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -260,7 +264,9 @@ class NfQueue:
         # msg_len of every slot, read without a Python loop (struct mmsghdr is 64 bytes)
         self._mlen = np.frombuffer(self._mm, dtype=np.uint32).reshape(n, ctypes.sizeof(_Mmsghdr) // 4)[
             :, _Mmsghdr.len.offset // 4]
-        self._layouts: dict = {}
+        self._mview = memoryview(self._mbuf).cast("B")
+        self._dtypes: dict = {}
+        self._last_layout = None
 
     def receive_arrays(self, limit: int = 1 << 20) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every waiting packet (up to about ``limit``) as arrays ``(queue, packet_id, length_bytes)``.
@@ -304,75 +310,113 @@ class NfQueue:
         return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
 
     def _parse_slots(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(queue, id, length) of the packet messages in the first ``k`` slots."""
-        buf = self._mbuf
+        """(queue, id, length) of the packet messages in the first ``k`` slots.
+
+        Messages of one path share an attribute layout; for each layout seen (found by
+        walking one message), a structured numpy view reads ``res_id``, the packet id and
+        ``NFQA_CAP_LEN`` at fixed offsets of every slot, after checking per message that it
+        is whole, of type PACKET, of that length and with ``NFQA_CAP_LEN`` in that place.
+        Small batches and odd messages are parsed one by one."""
         dlen = self._mlen[:k]
         if k < _NUMPY_MIN:
-            q, ids, ln = [], [], []
-            for i in range(k):
-                self._parse_python(buf[i].data, int(dlen[i]), q, ids, ln)
-            return (np.array(q, dtype=np.int64), np.array(ids, dtype=np.int64),
-                    np.array(ln, dtype=np.int64))
-        b = buf[:k]
-        mlen = b[:, 0:4].copy().view("<u4")[:, 0]
-        mtype = b[:, 4:6].copy().view("<u2")[:, 0]
-        # one message per datagram, whole, of type PACKET: the common case, parsed in bulk
-        simple = (mlen == dlen) & (mtype == _TYPE_PACKET) & (dlen <= MMSG_STRIDE)
-        todo = np.flatnonzero(simple)
-        q_out, id_out, len_out = [], [], []
-        while todo.size:
-            i0 = int(todo[0])
-            n0 = int(mlen[i0])
-            lay = self._layout_of(b[i0], n0)
+            return self._parse_few(k)
+        left = np.ones(k, dtype=bool)
+        parts = []
+        for _ in range(4):                     # at most a few layouts per batch (ul, dl, ...)
+            i0 = int(np.argmax(left))
+            lay = self._layout_of(self._mbuf[i0], int(dlen[i0]))
             if lay is None:
                 break
-            off_len, t_len = lay
-            rows = todo
-            same = (mlen[rows] == n0)
-            if off_len is not None:
-                at = b[rows, off_len + 2].astype(np.uint16) | (b[rows, off_len + 3].astype(np.uint16) << 8)
-                same &= (at & 0x3FFF) == t_len
-            sel = rows[same]
-            todo = rows[~same]
-            sub = b[sel]
-            q_out.append((sub[:, 18].astype(np.int64) << 8) | sub[:, 19])
-            id_out.append(sub[:, 24:28].copy().view(">u4")[:, 0].astype(np.int64))
-            if off_len is None:
-                len_out.append(np.zeros(sel.size, dtype=np.int64))
-            else:
-                len_out.append(sub[:, off_len + 4:off_len + 8].copy().view(">u4")[:, 0].astype(np.int64))
-            if len(q_out) > 8:     # many layouts: finish in Python
+            rec = np.ndarray((k,), dtype=self._dtype(lay[0]), buffer=self._mbuf)
+            ok = left & (rec["len"] == dlen) & (rec["len"] == lay[1]) & (rec["type"] == _TYPE_PACKET)
+            if lay[0] is not None:
+                ok &= (rec["cap_type"] & 0x3FFF) == NFQA_CAP_LEN
+            if not ok[i0]:
                 break
-        rest = np.union1d(todo, np.flatnonzero(~simple)) if (todo.size or not simple.all()) else todo
+            if ok.all():
+                return (rec["res"].astype(np.int64), rec["pid"].astype(np.int64),
+                        rec["cap"].astype(np.int64) if lay[0] is not None else np.zeros(k, np.int64))
+            parts.append((np.flatnonzero(ok), rec["res"][ok], rec["pid"][ok],
+                          rec["cap"][ok] if lay[0] is not None else np.zeros(int(ok.sum()), np.int64)))
+            left &= ~ok
+            if not left.any():
+                break
+        rest = np.flatnonzero(left)
         if rest.size:
             q, ids, ln = [], [], []
+            view = self._mview
+            stride = MMSG_STRIDE
+            keep = []
             for i in rest.tolist():
-                self._parse_python(buf[i].data, int(dlen[i]), q, ids, ln)
-            q_out.append(np.array(q, dtype=np.int64))
-            id_out.append(np.array(ids, dtype=np.int64))
-            len_out.append(np.array(ln, dtype=np.int64))
-        if len(q_out) == 1:
-            return q_out[0], id_out[0], len_out[0]
-        qa, ia, la = np.concatenate(q_out), np.concatenate(id_out), np.concatenate(len_out)
-        # keep each queue's packets in id order (the engine's FIFO); queues interleave freely
-        order = np.lexsort((ia, qa))
-        return qa[order], ia[order], la[order]
+                before = len(q)
+                self._parse_python(view[i * stride:(i + 1) * stride], int(dlen[i]), q, ids, ln)
+                keep.extend([i] * (len(q) - before))
+            parts.append((np.array(keep, dtype=np.int64), np.array(q, dtype=np.int64),
+                          np.array(ids, dtype=np.int64), np.array(ln, dtype=np.int64)))
+        if not parts:
+            return _EMPTY
+        slot = np.concatenate([p[0] for p in parts])
+        order = np.argsort(slot, kind="stable")          # back to arrival order
+        return tuple(np.concatenate([p[j] for p in parts]).astype(np.int64)[order] for j in (1, 2, 3))
+
+    def _dtype(self, off_len: int | None) -> np.dtype:
+        """Structured view of one message slot with NFQA_CAP_LEN at ``off_len`` (cached)."""
+        dt = self._dtypes.get(off_len)
+        if dt is None:
+            names, formats, offsets = ["len", "type", "res", "pid"], ["<u4", "<u2", ">u2", ">u4"], [0, 4, 18, 24]
+            if off_len is not None:
+                names += ["cap_type", "cap"]
+                formats += ["<u2", ">u4"]
+                offsets += [off_len + 2, off_len + 4]
+            dt = np.dtype({"names": names, "formats": formats, "offsets": offsets,
+                           "itemsize": MMSG_STRIDE})
+            self._dtypes[off_len] = dt
+        return dt
+
+    def _parse_few(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The first ``k`` slots one by one, with the last layout seen as a fast path."""
+        dlen = self._mlen[:k].tolist()
+        view = self._mview
+        stride = MMSG_STRIDE
+        q, ids, ln = [], [], []
+        hdr, be_res_pid, ne_u16, be_u32 = _FAST
+        lay = self._last_layout
+        for i in range(k):
+            base = i * stride
+            n = dlen[i]
+            mlen, mtype = hdr(view, base)
+            if lay is not None and mlen == n == lay[1] and mtype == _TYPE_PACKET and (
+                    ne_u16(view, base + lay[0] + 2)[0] & 0x3FFF) == NFQA_CAP_LEN:
+                res, pid = be_res_pid(view, base + 18)
+                q.append(res)
+                ids.append(pid)
+                ln.append(be_u32(view, base + lay[0] + 4)[0])
+                continue
+            if mtype == _TYPE_PACKET and mlen == n:
+                new = self._layout_of(self._mbuf[i], n)
+                if new is not None and new[0] is not None:
+                    self._last_layout = lay = new
+            self._parse_python(view[base:base + stride], n, q, ids, ln)
+        return (np.array(q, dtype=np.int64), np.array(ids, dtype=np.int64),
+                np.array(ln, dtype=np.int64))
 
     def _layout_of(self, row: np.ndarray, n: int):
-        """(offset of the NFQA_CAP_LEN attribute or None, its type) in a message of ``n`` bytes,
-        after checking that NFQA_PACKET_HDR comes first (it always does)."""
+        """(offset of the NFQA_CAP_LEN attribute or None, message length) of a whole PACKET
+        message of ``n`` bytes whose first attribute is NFQA_PACKET_HDR; else None."""
         data = row.data
         off = 20
-        if n < 32 or struct.unpack_from("=H", data, off + 2)[0] & 0x3FFF != NFQA_PACKET_HDR:
+        if n < 32 or n > MMSG_STRIDE or struct.unpack_from("=I", data, 0)[0] != n or \
+                struct.unpack_from("=H", data, 4)[0] != _TYPE_PACKET or \
+                struct.unpack_from("=H", data, off + 2)[0] & 0x3FFF != NFQA_PACKET_HDR:
             return None
         while off + 4 <= n:
             alen, atype = struct.unpack_from("=HH", data, off)
             if alen < 4:
                 return None
             if atype & 0x3FFF == NFQA_CAP_LEN:
-                return off, NFQA_CAP_LEN
+                return off, n
             off += (alen + 3) & ~3
-        return None, 0
+        return None, n
 
     @staticmethod
     def _parse_python(data, n: int, q: list, ids: list, ln: list) -> None:
