@@ -6,7 +6,7 @@ for pf, runs the learned policy in closed loop against the true one. Prints
 ``key=value`` figures and exits 1 when an acceptance target is missed.
 
     .venv/bin/python benchmarks/model_fidelity.py [--cache DIR] [--refs pf,maxcqi] [--epochs 15]
-        [--max-minutes 1.5]
+        [--max-minutes 1.5] [--dagger]
 
 Targets (per reference): median 100 ms throughput error <= 0.10, MCS within +-1
 >= 0.90, PRB MAE <= 10% of the carrier, learned error < the mismatched
@@ -35,6 +35,8 @@ def main() -> int:
     ap.add_argument("--epochs", type=int, default=FI.Plan.epochs)
     ap.add_argument("--max-minutes", type=float, default=FI.Plan.max_minutes)
     ap.add_argument("--no-closed-loop", action="store_true")
+    ap.add_argument("--dagger", action="store_true",
+                    help="one DAgger round: the reference labels the learned policy's own states")
     args = ap.parse_args()
     plan = FI.Plan(epochs=args.epochs, max_minutes=args.max_minutes)
     cache = Path(args.cache)
@@ -42,7 +44,7 @@ def main() -> int:
     fails = []
     for ref in args.refs.split(","):
         t0 = time.monotonic()
-        model = FI.train_model(cache, ref, plan)
+        model = (FI.train_model_dagger if args.dagger else FI.train_model)(cache, ref, plan)
         print(f"{ref}.train_s={time.monotonic() - t0:.1f}")
         r = FI.open_loop(cache, ref, model, plan)
         for k in ("tput_err_median", "tput_err_p90", "mcs_within1", "mcs_exact", "prb_mae_frac",

@@ -39,6 +39,20 @@ def test_reduced_learns_pf_and_beats_mismatched_baseline(cache):
     assert learned["sched_f1"] >= 0.6
 
 
+@pytest.mark.slow
+def test_dagger_rollout_labels_learned_states_with_the_reference(cache):
+    model = FI.train_model(cache, "pf", REDUCED)          # cached by the test above
+    sc = FI.scenario(FI.REFERENCES["pf"], 5, 4, 1, 0.3)
+    ds = FI.expert_rollout(model, "pf", sc, 0.3)
+    assert len(ds) > 100 and ds.mask.any(axis=1).all()
+    assert not (ds.sched.astype(bool) & ~ds.mask).any()
+    assert ((ds.mcs >= 0) == ds.sched.astype(bool)).all()
+    assert (ds.prbs.sum(axis=1) <= ds.prbs_available).all()
+    # the reference serves somebody in most slots with data
+    has_data = (ds.buffer_bytes > 0).any(axis=1)
+    assert ds.sched[has_data].any(axis=1).mean() > 0.8
+
+
 full = pytest.mark.skipif(os.environ.get("NEURALEMU_ACCEPTANCE") != "1",
                           reason="issue-4 acceptance targets not yet met; run "
                                  "benchmarks/model_fidelity.py or set NEURALEMU_ACCEPTANCE=1")

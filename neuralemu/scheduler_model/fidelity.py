@@ -119,6 +119,25 @@ def synth(cache: Path, sc: dict) -> Path:
     return out
 
 
+def cqi_only_ue_log(d: Path) -> Path:
+    """The synth UE-side log without its ``sinr_db`` column (written once next to it).
+
+    ``synth`` logs the TRUE channel SINR of the slot, while a scheduler (and the learned
+    policy, through ``UeFeatures.sinr_db``) only knows the last REPORTED one; training on
+    the true value is a train/inference skew (58% of (slot, user) pairs differ in a 1 s
+    check). The CQI in the log is the reported one, as the policy sees it, so the
+    acceptance models learn from CQI only.
+    """
+    import pandas as pd
+    out = d / "ue_cqi.csv"
+    if not out.exists():
+        log = pd.read_csv(d / "ue.csv")
+        tmp = out.with_suffix(".partial.csv")
+        log.drop(columns=[c for c in ("sinr_db",) if c in log.columns]).to_csv(tmp, index=False)
+        tmp.rename(out)
+    return out
+
+
 def train_model(cache: Path, ref: str, plan: Plan) -> Path:
     """Train on the plan's recordings of reference ``ref`` (cached)."""
     from neuralemu.cli import main
@@ -126,13 +145,13 @@ def train_model(cache: Path, ref: str, plan: Plan) -> Path:
     scs = [scenario(policy, seed, n, v, plan.train_s) for v, n, seed in plan.train_sets]
     args = ["--epochs", str(plan.epochs), "--max-minutes", str(plan.max_minutes),
             "--seed", str(plan.train_seed), *plan.extra_train_args]
-    model = cache / f"model_{ref}_{_key([scs, args, _source_hash()])}.nemu"
+    model = cache / f"model_{ref}_{_key([scs, args, _source_hash(), 'cqi-only'])}.nemu"
     if model.exists():
         return model
     data_args = []
     for sc in scs:
         d = synth(cache, sc)
-        data_args += ["--dci", str(d / "dci.parquet"), "--ue-log", str(d / "ue.csv")]
+        data_args += ["--dci", str(d / "dci.parquet"), "--ue-log", str(cqi_only_ue_log(d))]
     tmp = model.with_suffix(".partial.nemu")
     if main(["train", *data_args, "--out", str(tmp), *args]) != 0:
         raise RuntimeError(f"training failed for {ref}")
@@ -150,7 +169,7 @@ def open_loop(cache: Path, ref: str, model: Path, plan: Plan) -> dict:
     v, n, seed = plan.eval_set
     d = synth(cache, scenario(REFERENCES[ref], seed, n, v, plan.eval_s))
     bundle = load_bundle(model)
-    data = build_dataset(load_dci(str(d / "dci.parquet")), load_ue_log(str(d / "ue.csv")),
+    data = build_dataset(load_dci(str(d / "dci.parquet")), load_ue_log(str(cqi_only_ue_log(d))),
                          bundle.cell, source=str(d))
     result = evaluate(bundle, data)
     result.pop("predictions", None)
@@ -216,3 +235,124 @@ def check_closed_loop(ref: str, users: dict) -> list[str]:
             fails.append(f"{ref} closed loop: user {ue} p95 delay {u['p95_learned_ms']:.1f} vs "
                          f"true {u['p95_true_ms']:.1f} ms")
     return fails
+
+
+# --- DAgger: the reference scheduler labels the states the learned policy leads to -------------
+
+def expert_rollout(model: Path, ref: str, sc: dict, duration_s: float):
+    """A closed-loop run DRIVEN by the learned policy in which every decision is also asked of
+    the reference scheduler, on the same slot and user state; returns a SlotDataset of the
+    learned policy's input rows with the reference's decisions as targets (one DAgger round).
+
+    Behaviour cloning only sees states the reference itself leads to: a light user is always
+    served at once, so "a light user with a backlog" never appears in training, and once the
+    learned policy serves it late it is off-distribution and falls further behind (exposure
+    bias). Labelling the learned policy's own states with what the reference would do there
+    teaches it to recover.
+    """
+    from neuralemu.cell import make_policy, register_policy
+    from neuralemu.scenario import build_emulation
+    from neuralemu.scheduler_model import features as F
+    from neuralemu.scheduler_model import mcs_info
+    from neuralemu.scheduler_model.dataset import SlotDataset
+    from neuralemu.scheduler_model.policy import LearnedPolicy
+
+    rec: list[tuple] = []
+
+    class Rollout(LearnedPolicy):
+        def __init__(self) -> None:
+            super().__init__(str(model))
+            self.expert = make_policy(REFERENCES[ref]["name"], **REFERENCES[ref]["params"])
+
+        def bind(self, engine) -> None:
+            self.expert.bind(engine)
+
+        def decide(self, ctx, ues):
+            tracker = self.trackers.get(ctx.direction)
+            if tracker is not None and 0 < len(ues) <= F.MAX_USERS and ctx.prbs_available > 0:
+                cell = self.bundle.cell
+                layers = max(1, min(cell.layers.get(ctx.direction, 1), ctx.max_layers))
+                x = F.user_features(
+                    rows=tracker.rows(ues.ue_id), tracker=tracker, slot=ctx.slot,
+                    dslot=self._dslot(ctx), direction=ctx.direction, buffer_bytes=ues.buffer_bytes,
+                    cqi=ues.cqi, sinr_db=ues.sinr_db if self.use_sinr else None,
+                    pending_retx=ues.pending_retx, prbs_available=ctx.prbs_available,
+                    prbs_total=ctx.prbs_total, symbols=ctx.symbols, layers=layers,
+                    mcs_table=ctx.mcs_table)
+                cx = F.cell_features(direction=ctx.direction, slot_type=ctx.slot_type,
+                                     prbs_available=ctx.prbs_available, prbs_total=ctx.prbs_total,
+                                     symbols=ctx.symbols, n_users=len(ues),
+                                     max_ues=cell.max_ues.get(ctx.direction, ctx.max_ues))
+                e = self.expert.decide(ctx, ues)
+                rec.append((ctx.slot, ctx.t_us, ctx.direction == "ul", ues.ue_id.copy(), x, cx,
+                            np.asarray(e.prbs).copy(), np.asarray(e.mcs).copy(),
+                            ctx.prbs_available, ctx.prbs_total, ctx.symbols, layers,
+                            mcs_info.top_mcs(ctx.mcs_table), ues.buffer_bytes.copy(),
+                            np.asarray(ues.cqi, dtype=np.float64),
+                            np.asarray(ues.slots_since_grant, dtype=np.float64)))
+            return super().decide(ctx, ues)
+
+    import neuralemu.scheduler_model.policy  # noqa: F401
+    register_policy("fidelity-rollout", lambda: Rollout())
+    emu = build_emulation({**sc, "policy": {"name": "fidelity-rollout", "params": {}}},
+                          duration_s=duration_s)
+    emu.run(duration_s)
+    s, n = len(rec), max(len(r[3]) for r in rec)
+    nf, nw = rec[0][4].shape[1], len(F.AVG_WINDOWS_SLOTS)
+    o = dict(user_x=np.zeros((s, n, nf), np.float32), cell_x=np.stack([r[5] for r in rec]),
+             mask=np.zeros((s, n), bool), sched=np.zeros((s, n), np.float32),
+             prbs=np.zeros((s, n), np.float32), mcs=np.full((s, n), -1, np.int64),
+             retx=np.zeros((s, n), bool), tbs_bits=np.zeros((s, n)), ue_id=np.full((s, n), -1),
+             prbs_available=np.array([r[8] for r in rec], np.float32),
+             prbs_total=np.array([r[9] for r in rec], np.int64),
+             symbols=np.array([r[10] for r in rec], np.int64),
+             layers=np.ones((s, n), np.int64), mcs_top=np.array([r[12] for r in rec], np.int64),
+             buffer_bytes=np.zeros((s, n)), cqi=np.zeros((s, n)), avg_bps=np.zeros((s, n, nw)),
+             since_grant=np.full((s, n), 1e9), slot=np.array([r[0] for r in rec], np.int64),
+             t_us=np.array([r[1] for r in rec], np.float64),
+             is_ul=np.array([r[2] for r in rec], bool), group=np.zeros(s, np.int64))
+    for k, r in enumerate(rec):
+        m = len(r[3])
+        o["user_x"][k, :m] = r[4]
+        o["mask"][k, :m] = True
+        o["ue_id"][k, :m] = r[3]
+        got = r[6] > 0
+        o["sched"][k, :m] = got
+        o["prbs"][k, :m] = r[6]
+        o["mcs"][k, :m] = np.where(got, np.minimum(r[7], r[12]), -1)
+        o["layers"][k, :m] = r[11]
+        o["buffer_bytes"][k, :m] = r[13]
+        o["cqi"][k, :m] = r[14]
+        o["since_grant"][k, :m] = r[15]
+    return SlotDataset(**o, info={"source": f"DAgger rollout of {model.name} on {sc['name']}"})
+
+
+def train_model_dagger(cache: Path, ref: str, plan: Plan) -> Path:
+    """One DAgger round: the behaviour-cloned model (:func:`train_model`) drives the training
+    scenarios, the reference labels its states, and a model is trained on both (cached)."""
+    from neuralemu.commands.model import load_dci, load_ue_log
+    from neuralemu.scheduler_model.bundle import load_bundle
+    from neuralemu.scheduler_model.dataset import SlotDataset, build_dataset
+    from neuralemu.scheduler_model.train import TrainConfig, fit
+
+    base = train_model(cache, ref, plan)
+    policy = REFERENCES[ref]
+    scs = [scenario(policy, seed, n, v, plan.train_s) for v, n, seed in plan.train_sets]
+    out = cache / f"model_{ref}_dagger_{_key([base.name, plan.epochs, plan.max_minutes])}.nemu"
+    if out.exists():
+        return out
+    cell = load_bundle(base).cell
+    parts = []
+    for sc in scs:
+        d = synth(cache, sc)
+        parts.append(build_dataset(load_dci(str(d / "dci.parquet")),
+                                   load_ue_log(str(cqi_only_ue_log(d))), cell, source=str(d)))
+    for sc in scs:
+        parts.append(expert_rollout(base, ref, sc, plan.train_s))
+    cfg = TrainConfig(epochs=plan.epochs, seed=plan.train_seed,
+                      max_seconds=60.0 * plan.max_minutes)
+    tmp = out.with_suffix(".partial.nemu")
+    fit(SlotDataset.concat(parts), cell, cfg, sources=[p.info.get("source", "") for p in parts],
+        out_path=tmp)
+    tmp.rename(out)
+    return out
