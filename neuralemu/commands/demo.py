@@ -378,19 +378,27 @@ def live_ping(tb, plan: dict) -> dict:
     return out
 
 
-def live_page_load(tb, plan: dict, tmp: Path) -> dict:
-    """Headless Chromium in the phone's namespace loads the seeded test page (apps/webpage.py)
+def prepare_page(tmp: Path):
+    """Write the seeded test page (apps/webpage.py, seed 5) and the warm-up page under ``tmp``.
+    Done before the live cell starts: generating 1.5 MB of page objects in this process holds
+    the interpreter long enough to stall the live loop thread."""
+    from neuralemu.apps.compare import _write_warmup
+    from neuralemu.apps.webpage import make_page, write_page
+    page = make_page(5)
+    write_page(page, tmp / "page")
+    _write_warmup(tmp / "warm")
+    return page
+
+
+def live_page_load(tb, plan: dict, tmp: Path, page) -> dict:
+    """Headless Chromium in the phone's namespace loads the test page (``prepare_page``)
     from the web server in the server namespace; every load is bounded by the browser timeout."""
     from neuralemu.apps.browser import CdpError, Chromium, chromium_binary
-    from neuralemu.apps.compare import APP_RT_PRIORITY, WARMUP_PORT, WEB_PORT, _write_warmup
-    from neuralemu.apps.webpage import make_page, write_page
+    from neuralemu.apps.compare import APP_RT_PRIORITY, WARMUP_PORT, WEB_PORT
     from neuralemu.apps.webserver import WebServer
     if chromium_binary() is None:
         return {"ok": False, "error": "page load: no chromium binary (deploy/install-deps.sh)"}
-    page = make_page(5)
     root, warm = tmp / "page", tmp / "warm"
-    write_page(page, root)
-    _write_warmup(warm)
     out = {"ok": False, "page": page.summary(), "plt_ms": [], "errors": []}
     url = f"http://{tb.server_ipv4}:{WEB_PORT}/index.html"
     warm_url = f"http://{tb.server_ipv4}:{WARMUP_PORT}/index.html"
@@ -463,15 +471,16 @@ def live_stage(learned, profile: Path, bg_users: float, out: Path, *, quick: boo
     errors: list[str] = []
     t_live = time.monotonic()
     try:
-        say("live: starting the testbed and the learned cell")
-        live.start()
-        seconds.t0 = time.time()             # the plot's time axis starts with the live cell
-        tb = live.testbed
-        apps = res["apps"]
         with tempfile.TemporaryDirectory(prefix="neuralemu-demo-") as tmp:
+            page = prepare_page(Path(tmp))
+            say(f"live: starting the testbed and the {policy} cell")
+            live.start()
+            seconds.t0 = time.time()             # the plot's time axis starts with the live cell
+            tb = live.testbed
+            apps = res["apps"]
             for name, fn in (("iperf3", lambda: live_iperf(tb, plan)),
                              ("ping", lambda: live_ping(tb, plan)),
-                             ("page load", lambda: live_page_load(tb, plan, Path(tmp)))):
+                             ("page load", lambda: live_page_load(tb, plan, Path(tmp), page))):
                 say(f"live: {name}")
                 t0 = seconds.mark()
                 apps[name] = fn()
@@ -499,6 +508,14 @@ def live_stage(learned, profile: Path, bg_users: float, out: Path, *, quick: boo
                                      "per_slot_p50": round(s50, 3), "per_slot_p99": round(s99, 3),
                                      "per_slot_p99_9": round(s999, 3),
                                      "slots_stepped": len(live.lateness_us)}
+    lat_us = np.frombuffer(live.lateness_us, dtype=np.int32) if len(live.lateness_us) else np.zeros(0)
+    if lat_us.size:                          # where the stalls were (stepped-slot index)
+        stalled = np.flatnonzero(lat_us > 10 * slot_us)
+        res["release_lateness_slots"].update({
+            "slots_over_10_late": int(stalled.size),
+            "max_slots": round(float(lat_us.max()) / slot_us, 1),
+            "first_stalled_slot": int(stalled[0]) if stalled.size else None,
+            "last_stalled_slot": int(stalled[-1]) if stalled.size else None})
     res["conservation"] = conservation_summary(final)
     res["per_second"] = seconds.rows
     phone_dl = (final or {}).get(f"{PHONE}/dl", {})
