@@ -239,6 +239,15 @@ def _allocate_loops(sched_logit, share_logit, best_mcs, prbs_available, max_ues,
         if sched_logit[i] > 0.0:
             chosen[k] = i
             k += 1
+    if k == 0 and use_cap:              # work conservation (see runtime.allocate)
+        pick = -1
+        for i in range(n):
+            if buffer_bits[i] > 0.0 and np.isfinite(sched_logit[i]) and \
+                    (pick < 0 or sched_logit[i] > sched_logit[pick]):
+                pick = i
+        if pick >= 0:
+            chosen[0] = pick
+            k = 1
     if k == 0:
         return
     if k > max_ues:

@@ -154,6 +154,14 @@ def allocate(sched_logit: np.ndarray, share_logit: np.ndarray, mcs_logit: np.nda
     (ceil(bits / bits-per-PRB)); PRBs freed that way go to the scheduled users
     that still need more, largest share first, the rest stay unused. A gNB
     does not pad transport blocks it could fill with nothing.
+
+    Work conservation (with the buffer known): a gNB does not leave a slot
+    wholly unused while a user has data waiting. When the model schedules
+    nobody in such a slot -- an out-of-distribution state, typically a user it
+    has no grant history for, whose features then never change -- the user with
+    data and the highest P(scheduled) is scheduled, sized by the share head and
+    the buffer cap like any other. The model's own decisions take over from the
+    next slot, once the user has a history.
     """
     n = sched_logit.shape[0]
     prbs = np.zeros(n, dtype=np.int64)
@@ -165,6 +173,10 @@ def allocate(sched_logit: np.ndarray, share_logit: np.ndarray, mcs_logit: np.nda
     else:
         p = 1.0 / (1.0 + np.exp(-sched_logit.astype(np.float64)))
         chosen = np.flatnonzero(rng.random(n) < p)
+    if chosen.size == 0 and buffer_bits is not None and bits_per_prb_by_mcs is not None:
+        waiting = np.flatnonzero((buffer_bits > 0) & np.isfinite(sched_logit))   # work conservation
+        if waiting.size:
+            chosen = waiting[[int(np.argmax(sched_logit[waiting]))]]
     if chosen.size == 0:
         return prbs, mcs
     if chosen.size > max_ues:
