@@ -31,6 +31,11 @@ from neuralemu.errors import InputError
 API_VERSION = "1"
 STREAM_INTERVAL_S = 0.1
 
+# Attaching users (one or many background users) can hit a one-time compile of the
+# engine kernel for the larger user arrays on a fresh checkout (tens of seconds on a
+# small machine): wait for it rather than answering 504 while the engine is busy.
+SLOW_COMMAND_TIMEOUT_S = 120.0
+
 
 def scenario_model():
     """The engine's scenario model (the same schema as the YAML scenario files)."""
@@ -268,7 +273,8 @@ def create_app(*, token: str | None = None, runner: EngineRunner | None = None,
         ip = spec.get("ip")
         if ip is not None and any(u.get("ip") == ip for u in snap["ues"]):
             raise error(409, f"IP {ip} is already mapped to another UE", "ip")
-        reply = _reply_or_raise(await runner.call({"op": "add_ue", "ue": spec}))
+        reply = _reply_or_raise(await runner.call({"op": "add_ue", "ue": spec},
+                                                   timeout_s=SLOW_COMMAND_TIMEOUT_S))
         return {"id": reply["result"]["id"], "applied_slot": reply.get("applied_slot")}
 
     @app.delete("/ues/{ue_id}", status_code=204, tags=["ues"])
@@ -310,7 +316,8 @@ def create_app(*, token: str | None = None, runner: EngineRunner | None = None,
             if not path.is_file():
                 raise error(404, f"no background profile {spec.profile!r} in {path.parent}", "profile")
             body["profile_path"] = str(path)
-        reply = _reply_or_raise(await runner.call({"op": "set_background", "background": body}))
+        reply = _reply_or_raise(await runner.call({"op": "set_background", "background": body},
+                                                   timeout_s=SLOW_COMMAND_TIMEOUT_S))
         return reply["result"]
 
     @app.put("/policy", response_model=S.PolicyOut, tags=["cell"])
