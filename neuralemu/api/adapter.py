@@ -41,21 +41,9 @@ class StreamSource:
         self._done = False
 
     def on_slot(self, view, t_us: int):
-        end = t_us + self.slot_us
-        out = []
-        while not self._done:
-            if self._next is None:
-                try:
-                    self._next = next(self.packets)
-                except StopIteration:
-                    self._done = True
-                    break
-            t = self._next[0] + self.t0_us
-            if t >= end:
-                break
-            out.append((max(int(t), t_us), self._next[1], self._next[2], self._next[3]))
-            self._next = None
-        return out
+        out: list = []
+        self.take_until(t_us + self.slot_us, out)
+        return [(max(t, t_us), ue, d, size) for t, ue, d, size in out]
 
     def take_until(self, end_us: int, out: list, max_n: int | None = None) -> bool:
         """Append packets arriving before ``end_us`` to ``out`` as (t, ue, dir, size), at most
@@ -544,6 +532,14 @@ def make_policy_from_spec(name: str, params: dict, spec: dict, engine=None):
 CLOSED_LOOP_KINDS = ("gcc", "tcp")
 
 
+def adapter_kwargs(sc, engine) -> dict:
+    """The adapter arguments a scenario gives, the same for offline and live runs."""
+    return {"ue_traffic": scenario_traffic(engine.slot_us, sc.seed),
+            "ue_meta": {u.ue_id: {"name": u.name, "ip": u.ip} for u in sc.ues},
+            "policy_name": sc.policy.name, "seed": sc.seed,
+            "ue_configs": {u.ue_id: u.engine_config() for u in sc.ues}}
+
+
 def scenario_traffic(slot_us: int, seed: int):
     """``ue_traffic``: a scenario UE's ``traffic`` entries (one or a list of ``{"kind": ...}``)
     as sources: open-loop kinds streamed from their generator, closed-loop kinds as the
@@ -584,10 +580,7 @@ def make_adapter(scenario: dict) -> EngineAdapter:
     sc = sc_mod.parse_scenario(scenario, source="scenario")
     emu = sc_mod.build_emulation(sc, keep_log=False, record_dci=False, load_traffic=False)
     engine = emu.engine
-    adapter = EngineAdapter(engine, ue_traffic=scenario_traffic(engine.slot_us, sc.seed),
-                            ue_meta={u.ue_id: {"name": u.name, "ip": u.ip} for u in sc.ues},
-                            policy_name=sc.policy.name, seed=sc.seed,
-                            ue_configs={u.ue_id: u.engine_config() for u in sc.ues})
+    adapter = EngineAdapter(engine, **adapter_kwargs(sc, engine))
     adapter.policy["params"] = dict(sc.policy.params)
     for u in sc.ues:
         sources = adapter.ue_traffic(u.model_dump(), engine.t_us)

@@ -25,7 +25,7 @@ from collections import deque
 
 import numpy as np
 
-from neuralemu.api.adapter import EngineAdapter, scenario_traffic
+from neuralemu.api.adapter import EngineAdapter, adapter_kwargs
 from neuralemu.api.host import CommandError
 
 DETACH_KIND = 3                   # neuralemu.cell.kernel's event kind for reason "detach"
@@ -219,10 +219,7 @@ def make_live_adapter(scenario: dict, options: dict | None = None) -> LiveAdapte
                            "spare_ue_ids")
     emu = sc_mod.build_emulation(sc, keep_log=False, record_dci=False, load_traffic=False)
     engine = emu.engine
-    adapter = LiveAdapter(engine, ue_traffic=scenario_traffic(engine.slot_us, sc.seed),
-                          ue_meta={u.ue_id: {"name": u.name, "ip": u.ip} for u in sc.ues},
-                          policy_name=sc.policy.name, seed=sc.seed,
-                          ue_configs={u.ue_id: u.engine_config() for u in sc.ues})
+    adapter = LiveAdapter(engine, **adapter_kwargs(sc, engine))
     adapter.policy["params"] = dict(sc.policy.params)
     adapter.hosts = {ue: k + 1 for k, ue in enumerate(ids + spare)}
     bg = sc.background
